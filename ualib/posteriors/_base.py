@@ -1,0 +1,166 @@
+"""The one interface every posterior shares: ``logits(x) -> [S, B, K]``.
+
+A posterior sample is a concrete network :math:`\\theta_m`, a deterministic function of
+``(sample index m, seed)``. Every input of a batch is pushed through the *same* :math:`\\theta_m`, so
+
+* batched results equal per-sample results (no mask depends on the batch size or position), and
+* a path or noise method (integrated gradients, SmoothGrad, LIME) that calls ``logits`` again with
+  other inputs sees exactly the same S networks at every step.
+
+This is the Bayesian reading of MC dropout (Gal & Ghahramani 2016: one dropout mask = one weight
+sample), made explicit.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .._checks import check_positive_int, check_tensor
+
+__all__ = ["Posterior", "preserve_mode"]
+
+
+@contextmanager
+def preserve_mode(model: nn.Module, training: bool | None = None) -> Iterator[nn.Module]:
+    """Set ``model`` to train (``True``) / eval (``False``) mode inside the block; restore every
+    submodule's own flag on exit, also when an exception is raised."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        if training is not None:
+            model.train(training)
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+class Posterior(abc.ABC):
+    """An approximate posterior over networks exposing ``num_samples`` samples.
+
+    Subclasses implement :meth:`_logits` (inference with fixed samples) and :meth:`training_loss`.
+
+    Parameters
+    ----------
+    num_samples
+        S, the number of posterior samples ``logits`` returns by default.
+    seed
+        Seed of the sample generator: sample ``m`` is a function of ``(m, seed)`` only.
+    """
+
+    #: short name used in tables and cache keys
+    name: str = "posterior"
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples = check_positive_int(num_samples, "num_samples")
+        if not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = seed
+
+    # -- inference ---------------------------------------------------------------------------
+    def logits(
+        self,
+        x: torch.Tensor,
+        *,
+        indices: Sequence[int] | None = None,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        """Logits of every posterior sample.
+
+        Parameters
+        ----------
+        x
+            Inputs ``[B, ...]``.
+        indices
+            Which posterior samples to draw (default ``range(num_samples)``).
+        chunk_size
+            At most this many samples are pushed through the network at once (memory bound).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[S, B, K]`` with ``S = len(indices)``; differentiable with respect to ``x``.
+        """
+        check_tensor(x, "x", ndim=(2, 3, 4, 5))
+        idx = list(range(self.num_samples)) if indices is None else [int(i) for i in indices]
+        if not idx:
+            raise ValueError("indices must name at least one posterior sample")
+        if any(i < 0 for i in idx):
+            raise ValueError(f"sample indices must be >= 0, got {idx}")
+        if chunk_size is not None:
+            check_positive_int(chunk_size, "chunk_size")
+        step = chunk_size or len(idx)
+        with preserve_mode(self.module, False):
+            parts = [self._logits(x, idx[i : i + step]) for i in range(0, len(idx), step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+    def probs(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Softmax of :meth:`logits`: ``[S, B, K]``."""
+        return self.logits(x, **kwargs).softmax(-1)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        x: torch.Tensor,
+        *,
+        batch_size: int = 1024,
+        chunk_size: int | None = None,
+        progress: bool | str = False,
+        device: str | torch.device | None = None,
+    ) -> torch.Tensor:
+        """Probabilities ``[S, N, K]`` for a whole dataset ``x [N, ...]`` in batches, on the CPU.
+
+        ``progress`` shows a plain ``tqdm`` bar (a string becomes its description).
+        """
+        check_tensor(x, "x", ndim=(2, 3, 4, 5))
+        dev = torch.device(device) if device is not None else self.device
+        out = []
+        batches = range(0, len(x), batch_size)
+        if progress:
+            batches = tqdm(batches, desc=progress if isinstance(progress, str) else self.name, leave=False)
+        for i in batches:
+            out.append(self.probs(x[i : i + batch_size].to(dev), chunk_size=chunk_size).cpu())
+        return torch.cat(out, 1)
+
+    @abc.abstractmethod
+    def _logits(self, x: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        """Logits ``[len(indices), B, K]`` with the module already in eval mode."""
+
+    # -- training ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
+        """The scalar loss of one minibatch (the module is in train mode)."""
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The tensors an optimiser updates."""
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    @property
+    @abc.abstractmethod
+    def module(self) -> nn.Module:
+        """The underlying ``nn.Module`` (for ensembles, the stateless template)."""
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def state_dict(self) -> dict:
+        """Everything needed to restore trained weights (see :meth:`load_state_dict`)."""
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state)
+
+    def to(self, device: str | torch.device) -> "Posterior":
+        self.module.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_samples={self.num_samples}, seed={self.seed})"
