@@ -1,0 +1,283 @@
+"""Seeded training with a progress bar, and a model cache keyed by the full configuration.
+
+``train(config, x, y)`` builds the posterior that ``config`` describes, and either loads its trained
+state from the cache or trains it and stores it. The cache key is a SHA-256 hash of the configuration,
+a fingerprint of the training data, the device type and the versions of torch, torchvision and
+ualib, so any change to any of them trains a new model. Entries are written atomically (a temporary
+file, then ``os.replace``) and carry a checksum of their payload: a truncated or corrupted entry is
+reported and retrained, never loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from ._checks import check_choice, check_positive_int, check_tensor
+from ._paths import cache_dir as default_cache_dir
+from .models import build_model
+from .posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
+from .seeding import derive_seed, generator, preserve_rng, seed_everything
+
+__all__ = ["TrainConfig", "build_posterior", "fit", "train", "cache_key", "POSTERIOR_NAMES"]
+
+POSTERIOR_NAMES = ("mc_dropout", "dropconnect", "ensemble", "flipout", "edl")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained posterior.
+
+    Parameters
+    ----------
+    dataset
+        A description of the training data (e.g. ``"mnist/train"``); the data's fingerprint is part
+        of the cache key too, so this is for people reading the cache.
+    model, model_kwargs
+        Passed to :func:`ualib.models.build_model` (``in_channels``, ``in_size``, ``num_classes``
+        and e.g. ``dropout``, ``batchnorm``).
+    posterior, posterior_kwargs
+        One of :data:`POSTERIOR_NAMES` and its options (``num_samples``, ``p``, ``num_members``,
+        ``evidence``, ``loss`` ...).
+    epochs, batch_size, lr, weight_decay, seed
+        Adam optimisation settings and the seed of initialisation, shuffling and training noise.
+    """
+
+    dataset: str
+    model: str = "lenet"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    posterior: str = "mc_dropout"
+    posterior_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice(self.posterior, "posterior", POSTERIOR_NAMES)
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def build_posterior(config: TrainConfig) -> Posterior:
+    """The untrained posterior of ``config``, initialised deterministically from ``config.seed``."""
+    mk = dict(config.model_kwargs)
+    pk = dict(config.posterior_kwargs)
+    if config.posterior == "flipout":
+        mk["flipout"] = True
+    with preserve_rng():
+        torch.manual_seed(derive_seed(config.seed, "init"))
+        if config.posterior == "ensemble":
+            return DeepEnsemble(lambda: build_model(config.model, **mk), seed=config.seed, **pk)
+        model = build_model(config.model, **mk)
+    if config.posterior == "mc_dropout":
+        return MCDropout(model, seed=config.seed, **pk)
+    if config.posterior == "dropconnect":
+        return DropConnect(model, seed=config.seed, **pk)
+    if config.posterior == "flipout":
+        return BayesByBackprop(model, seed=config.seed, **pk)
+    return Evidential(model, **pk)
+
+
+def fit(
+    posterior: Posterior,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str | None = None,
+) -> dict[str, list[float]]:
+    """Train ``posterior`` in place with Adam on ``x [N, ...]``, ``y [N]``; return the history.
+
+    Shuffling uses a generator seeded with ``(seed, epoch)``; stochastic layers draw from the global
+    RNG, seeded with ``seed`` here and restored afterwards, so the same call gives the same weights on
+    the CPU. ``progress`` shows one plain ``tqdm`` bar over all steps, with the epoch and running loss.
+    """
+    check_tensor(x, "x", ndim=(2, 3, 4))
+    check_tensor(y, "y", ndim=1, floating=False)
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    device = posterior.device
+    opt = torch.optim.Adam(posterior.parameters(), lr=lr, weight_decay=weight_decay)
+    history: dict[str, list[float]] = {"loss": [], "seconds": []}
+    n = len(x)
+    steps_per_epoch = (n + batch_size - 1) // batch_size
+    bar = tqdm(
+        total=epochs * steps_per_epoch,
+        desc=desc or posterior.name,
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=2.0,
+        unit="step",
+    )
+    with preserve_rng():
+        seed_everything(derive_seed(seed, "train"))
+        posterior.module.train()
+        try:
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                perm = torch.randperm(n, generator=generator(seed, "shuffle", epoch))
+                total, count = 0.0, 0
+                for i in range(0, n, batch_size):
+                    idx = perm[i : i + batch_size]
+                    xb, yb = x[idx].to(device), y[idx].to(device)
+                    loss = posterior.training_loss(xb, yb, epoch=epoch, num_train=n)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += loss.item() * len(idx)
+                    count += len(idx)
+                    bar.update(1)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total / count:.4f}", refresh=False)
+                history["loss"].append(total / count)
+                history["seconds"].append(time.perf_counter() - t0)
+        finally:
+            bar.close()
+            posterior.module.eval()
+    return history
+
+
+def _fingerprint(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: str | torch.device = "cpu") -> str:
+    """The SHA-256 cache key of a configuration, its training data, device type and library versions."""
+    import torchvision
+
+    doc = {
+        "config": config.to_dict(),
+        "data": _fingerprint(x, y),
+        "device": torch.device(device).type,
+        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "ualib": __version__},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(digest + b"\n" + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_verified(path: Path) -> dict | None:
+    """The stored entry, or ``None`` (with a warning) if it is truncated or corrupted."""
+    try:
+        raw = path.read_bytes()
+        digest, payload = raw.split(b"\n", 1)
+        if hashlib.sha256(payload).hexdigest().encode() != digest:
+            raise ValueError("checksum mismatch")
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to read means: do not trust it
+        warnings.warn(f"model cache entry {path} is unreadable ({exc}); retraining it", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def train(
+    config: TrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    device: str | torch.device = "cpu",
+    cache: bool | str | os.PathLike = True,
+    progress: bool = True,
+) -> tuple[Posterior, dict[str, Any]]:
+    """Build and train the posterior of ``config`` on ``(x, y)``, or load it from the cache.
+
+    Parameters
+    ----------
+    config
+        The full training configuration.
+    x, y
+        Training inputs ``[N, ...]`` and integer labels ``[N]``.
+    device
+        Where to train (``"cpu"`` or ``"cuda"``); part of the cache key.
+    cache
+        ``True`` for the default cache folder (``UALIB_CACHE`` or ``<repo>/.cache/models``), a path
+        for another folder, ``False`` to always train and store nothing.
+    progress
+        Show ``tqdm`` progress bars while training.
+
+    Returns
+    -------
+    posterior, info
+        The trained posterior in eval mode on ``device``, and ``info`` with ``cache_hit``, ``key``,
+        ``history`` (loss and seconds per epoch) and ``train_seconds``.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    posterior = build_posterior(config).to(device)
+    key = cache_key(config, x, y, device)
+    path = None
+    if cache:
+        folder = default_cache_dir() if cache is True else Path(cache)
+        path = folder / f"{config.posterior}-{key[:16]}.pt"
+        if path.exists():
+            entry = _read_verified(path)
+            if entry is not None and entry.get("key") == key:
+                posterior.load_state_dict(entry["state"])
+                posterior.to(device)
+                posterior.module.eval()
+                return posterior, {"cache_hit": True, "key": key, "history": entry["history"], "train_seconds": 0.0}
+    t0 = time.perf_counter()
+    history = fit(
+        posterior,
+        x,
+        y,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        progress=progress,
+        desc=f"{config.posterior} ({config.dataset})",
+    )
+    seconds = time.perf_counter() - t0
+    if path is not None:
+        buf = io.BytesIO()
+        state = posterior.state_dict()
+        state = {k: (v.cpu() if isinstance(v, torch.Tensor) else {kk: vv.cpu() for kk, vv in v.items()}) for k, v in state.items()}
+        torch.save({"key": key, "config": json.dumps(config.to_dict(), default=str), "state": state, "history": history}, buf)
+        _write_atomic(path, buf.getvalue())
+    posterior.module.eval()
+    return posterior, {"cache_hit": False, "key": key, "history": history, "train_seconds": seconds}
