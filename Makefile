@@ -1,0 +1,45 @@
+# Explainable Uncertainty: the two commands are `make book` and `make test`.
+# Both create the virtual environment on first use and reuse it while pyproject.toml is unchanged.
+
+PROFILE ?= cpu
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.ualib-installed
+
+# Data: the data root is ./data; an offline mirror beside the checkout is used when present.
+export UALIB_DATA ?= $(CURDIR)/data
+ifneq ($(wildcard ../shared/data/SHA256SUMS),)
+export UALIB_DATA_MIRROR ?= $(abspath ../shared/data)
+endif
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: book test env chapter clean-book help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make book [PROFILE=tiny|cpu|gpu]   run every chapter notebook and build the HTML book (default PROFILE=cpu)"
+	@echo "make test                          run the whole test suite"
+	@echo "make chapter NB=01_uncertainty_basics [PROFILE=...]   run one chapter notebook"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m ualib.book build --profile $(PROFILE)
+
+chapter: $(STAMP)
+	$(PY) -m ualib.book run --profile $(PROFILE) --chapter $(NB)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean-book:
+	rm -rf _build book/chapters
