@@ -218,3 +218,16 @@ def test_bad_inputs_rejected():
         post.logits(torch.full((1, 1, 4, 4), float("nan")))
     with pytest.raises(ValueError, match="num_samples"):
         MCDropout(mlp(), num_samples=0)
+
+
+@pytest.mark.parametrize("name", ["mc_dropout", "dropconnect", "ensemble", "flipout"])
+def test_per_sample_inputs(name):
+    """Sample s fed x[s] gives the same logits as sample s fed x[s] on its own."""
+    post, x = all_posteriors()[name]
+    xs = torch.stack([x + 0.1 * s for s in range(4)])
+    out = post.logits(xs, per_sample_inputs=True)
+    for s in range(4):
+        torch.testing.assert_close(out[s], post.logits(xs[s], indices=[s])[0])
+    torch.testing.assert_close(post.logits(xs, per_sample_inputs=True, chunk_size=3), out)
+    with pytest.raises(ValueError, match="per_sample_inputs"):
+        post.logits(xs[:2], per_sample_inputs=True)

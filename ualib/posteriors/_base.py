@@ -69,13 +69,15 @@ class Posterior(abc.ABC):
         *,
         indices: Sequence[int] | None = None,
         chunk_size: int | None = None,
+        per_sample_inputs: bool = False,
     ) -> torch.Tensor:
         """Logits of every posterior sample.
 
         Parameters
         ----------
         x
-            Inputs ``[B, ...]``.
+            Inputs ``[B, ...]``; with ``per_sample_inputs=True``, ``[S, B, ...]`` where sample ``s``
+            sees ``x[s]`` (so one backward pass gives every per-(sample, input) gradient).
         indices
             Which posterior samples to draw (default ``range(num_samples)``).
         chunk_size
@@ -86,8 +88,10 @@ class Posterior(abc.ABC):
         torch.Tensor
             ``[S, B, K]`` with ``S = len(indices)``; differentiable with respect to ``x``.
         """
-        check_tensor(x, "x", ndim=(2, 3, 4, 5))
+        check_tensor(x, "x", ndim=(2, 3, 4, 5, 6) if per_sample_inputs else (2, 3, 4, 5))
         idx = list(range(self.num_samples)) if indices is None else [int(i) for i in indices]
+        if per_sample_inputs and x.shape[0] != len(idx):
+            raise ValueError(f"with per_sample_inputs, x must be [S, B, ...] with S = {len(idx)}, got {tuple(x.shape)}")
         if not idx:
             raise ValueError("indices must name at least one posterior sample")
         if any(i < 0 for i in idx):
@@ -96,7 +100,10 @@ class Posterior(abc.ABC):
             check_positive_int(chunk_size, "chunk_size")
         step = chunk_size or len(idx)
         with preserve_mode(self.module, False):
-            parts = [self._logits(x, idx[i : i + step]) for i in range(0, len(idx), step)]
+            if per_sample_inputs:
+                parts = [self._logits_per_sample(x[i : i + step], idx[i : i + step]) for i in range(0, len(idx), step)]
+            else:
+                parts = [self._logits(x, idx[i : i + step]) for i in range(0, len(idx), step)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
     def probs(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -130,6 +137,10 @@ class Posterior(abc.ABC):
     @abc.abstractmethod
     def _logits(self, x: torch.Tensor, indices: list[int]) -> torch.Tensor:
         """Logits ``[len(indices), B, K]`` with the module already in eval mode."""
+
+    @abc.abstractmethod
+    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        """Logits ``[len(indices), B, K]`` where sample ``indices[s]`` sees ``xs[s]``."""
 
     # -- training ----------------------------------------------------------------------------
     @abc.abstractmethod

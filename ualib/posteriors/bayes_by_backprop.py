@@ -56,7 +56,10 @@ class BayesByBackprop(Posterior):
     def module(self) -> nn.Module:
         return self._model
 
-    def _logits(self, x: torch.Tensor, indices: list[int]) -> torch.Tensor:
+    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        return self._logits(xs, indices, x_dim=0)
+
+    def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
         eps = {}
         for name, mod in self._layers:
             shape = mod.weight_eps.shape
@@ -67,7 +70,7 @@ class BayesByBackprop(Posterior):
         def one(e: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
             return functional_call(self._model, e, (inp,), strict=False)
 
-        return vmap(one, in_dims=(0, None))(eps, x)
+        return vmap(one, in_dims=(0, x_dim))(eps, x)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         nll = F.cross_entropy(self._model(x), y)

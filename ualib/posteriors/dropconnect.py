@@ -82,14 +82,17 @@ class DropConnect(Posterior):
         keep = torch.rand(w.shape, generator=g, dtype=torch.float64) >= self.p
         return keep.to(device=w.device, dtype=w.dtype) / (1.0 - self.p)
 
-    def _logits(self, x: torch.Tensor, indices: list[int]) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
         params = dict(self._model.named_parameters())
         stacked = {n: torch.stack([params[n] * self._mask(i, n, params[n]) for i in indices]) for n in self.weight_names}
 
         def one(weights: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
             return functional_call(self._model, weights, (inp,), strict=False)
 
-        return vmap(one, in_dims=(0, None))(stacked, x)
+        return vmap(one, in_dims=(0, x_dim))(stacked, x)
+
+    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        return self._logits(xs, indices, x_dim=0)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         params = dict(self._model.named_parameters())

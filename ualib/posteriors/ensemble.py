@@ -75,21 +75,24 @@ class DeepEnsemble(Posterior):
     def parameters(self) -> list[torch.Tensor]:
         return list(self._params.values())
 
-    def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, params: dict, buffers: dict, x: torch.Tensor, x_dim: int | None = None) -> torch.Tensor:
         def one(p: dict, b: dict, inp: torch.Tensor) -> torch.Tensor:
             return functional_call(self._template, (p, b), (inp,))
 
-        return vmap(one, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
+        return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(params, buffers, x)
 
-    def _logits(self, x: torch.Tensor, indices: list[int]) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
         if max(indices) >= self.num_samples:
             raise ValueError(f"this ensemble has {self.num_samples} members; got sample indices {indices}")
         if indices == list(range(self.num_samples)):
-            return self._forward(self._params, self._buffers, x)
+            return self._forward(self._params, self._buffers, x, x_dim)
         idx = torch.tensor(indices, device=x.device)
         return self._forward(
-            {k: v[idx] for k, v in self._params.items()}, {k: v[idx] for k, v in self._buffers.items()}, x
+            {k: v[idx] for k, v in self._params.items()}, {k: v[idx] for k, v in self._buffers.items()}, x, x_dim
         )
+
+    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        return self._logits(xs, indices, x_dim=0)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         logits = self._forward(self._params, self._buffers, x)  # [M, B, K]

@@ -68,6 +68,9 @@ class Evidential(Posterior):
         alpha = dirichlet_from_logits(self._model(x), self.evidence)
         return alpha.log().unsqueeze(0).expand(len(indices), *alpha.shape)
 
+    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        return self._logits(xs[0], indices)
+
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         alpha = dirichlet_from_logits(self._model(x), self.evidence)
         return edl_loss(alpha, y, kind=self.loss, epoch=epoch, anneal_epochs=self.anneal_epochs)

@@ -88,16 +88,21 @@ class MCDropout(Posterior):
         except (RuntimeError, _NotRowwise):
             return self._run(x, indices, lazy=False)
 
-    def _run(self, x: torch.Tensor, indices: list[int], *, lazy: bool) -> torch.Tensor:
+    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        return self._run(xs, indices, lazy=False, expanded=True)
+
+    def _run(self, x: torch.Tensor, indices: list[int], *, lazy: bool, expanded: bool = False) -> torch.Tensor:
         """One forward pass for all samples.
 
         ``lazy=True`` runs the deterministic layers before the first dropout layer once, on ``[B, ...]``,
         and replicates the batch to ``[S*B, ...]`` only there (the usual case: dropout in the head, so
         the convolutional trunk is not recomputed S times). This is exact whenever the layers after
         the first dropout act row-wise; if a model mixes un-replicated and replicated activations the
-        shapes disagree and we fall back to replicating the input (``lazy=False``).
+        shapes disagree and we fall back to replicating the input (``lazy=False``). ``expanded=True``
+        means ``x`` is already ``[S, B, ...]``, one input batch per sample.
         """
-        s, b = len(indices), x.shape[0]
+        s = len(indices)
+        b = x.shape[1] if expanded else x.shape[0]
         handles = []
 
         def make_hook(layer: int):
@@ -116,7 +121,10 @@ class MCDropout(Posterior):
         try:
             for layer, (_, module) in enumerate(self._layers):
                 handles.append(module.register_forward_hook(make_hook(layer)))
-            xs = x if lazy else x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
+            if expanded:
+                xs = x.reshape(s * b, *x.shape[2:])
+            else:
+                xs = x if lazy else x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
             out = self._model(xs)
         finally:
             for h in handles:

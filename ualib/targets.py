@@ -1,0 +1,92 @@
+"""Everything is a scalar target: a differentiable function ``x [B, ...] -> [B]``.
+
+Class logit, class probability, total / aleatoric / epistemic uncertainty, predictive variance,
+vacuity and dissonance are all built here, so every attribution method explains any of them with one
+call, and the same functions can be handed to Captum as ``forward_func``.
+
+A target built from a posterior always uses the same posterior samples (``indices``, default all S):
+sample ``m`` is one fixed network (see :mod:`ualib.posteriors`), so a path or noise method that calls
+the target at many points sees the same S networks at every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from . import uncertainty as U
+from ._checks import check_choice
+from .posteriors import Evidential, Posterior
+
+__all__ = ["Target", "class_logit", "class_probability", "uncertainty_target", "evidential_target", "TARGET_KINDS"]
+
+#: a differentiable scalar function of a batch: ``x [B, ...] -> [B]``
+Target = Callable[[torch.Tensor], torch.Tensor]
+
+TARGET_KINDS = ("total", "aleatoric", "epistemic", "variance")
+
+
+def _class_index(cls: int | torch.Tensor, b: int, device: torch.device) -> torch.Tensor:
+    if isinstance(cls, int):
+        return torch.full((b,), cls, dtype=torch.long, device=device)
+    if not isinstance(cls, torch.Tensor) or cls.dtype not in (torch.int32, torch.int64):
+        raise TypeError("cls must be an int or an integer tensor [B]")
+    if cls.shape != (b,):
+        raise ValueError(f"cls must have shape [{b}], got {tuple(cls.shape)}")
+    return cls.to(device=device, dtype=torch.long)
+
+
+def class_logit(model: nn.Module | Posterior, cls: int | torch.Tensor, *, sample: int | None = None) -> Target:
+    """The logit of class ``cls`` (an int or a per-input tensor ``[B]``).
+
+    For a posterior, the logit of posterior sample ``sample`` (default: the mean logit over all samples).
+    """
+
+    def target(x: torch.Tensor) -> torch.Tensor:
+        if isinstance(model, Posterior):
+            logits = model.logits(x, indices=None if sample is None else [sample]).mean(0)
+        else:
+            logits = model(x)
+        return logits.gather(1, _class_index(cls, x.shape[0], x.device)[:, None])[:, 0]
+
+    return target
+
+
+def class_probability(posterior: Posterior, cls: int | torch.Tensor, *, indices: Sequence[int] | None = None) -> Target:
+    """The predictive (sample-mean) probability of class ``cls``."""
+
+    def target(x: torch.Tensor) -> torch.Tensor:
+        p = posterior.probs(x, indices=indices).mean(0)
+        return p.gather(1, _class_index(cls, x.shape[0], x.device)[:, None])[:, 0]
+
+    return target
+
+
+def uncertainty_target(posterior: Posterior, kind: str = "epistemic", *, indices: Sequence[int] | None = None) -> Target:
+    """Total, aleatoric or epistemic uncertainty, or the summed predictive variance, as ``x -> [B]``.
+
+    See :func:`ualib.uncertainty.uncertainty` for the definitions (Depeweg et al. 2018).
+    """
+    check_choice(kind, "kind", TARGET_KINDS)
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")
+
+    def target(x: torch.Tensor) -> torch.Tensor:
+        return U.uncertainty(posterior.probs(x, indices=indices), kind)
+
+    return target
+
+
+def evidential_target(posterior: Evidential, kind: str = "vacuity") -> Target:
+    """Vacuity or dissonance of an evidential model as ``x -> [B]`` (Josang 2016; Zhao et al. 2020)."""
+    check_choice(kind, "kind", ("vacuity", "dissonance"))
+    if not isinstance(posterior, Evidential):
+        raise TypeError(f"posterior must be ualib.posteriors.Evidential, got {type(posterior).__name__}")
+    fn = U.vacuity if kind == "vacuity" else U.dissonance
+
+    def target(x: torch.Tensor) -> torch.Tensor:
+        return fn(posterior.alpha(x))
+
+    return target
