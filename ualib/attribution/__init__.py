@@ -1,0 +1,62 @@
+"""Attribution methods: explain any scalar target ``x [B, ...] -> [B]`` in terms of the input.
+
+Every method takes a *target* (a class logit, a probability, an uncertainty: see
+:mod:`ualib.targets`) and returns **raw** attributions shaped like the input ``x`` (``[B, C, H, W]``
+images or ``[B, F]`` tables): signed, not normalised, not upsampled (Grad-CAM, whose map lives on a
+layer's grid, is the exception: ``[B, 1, H, W]``). Absolute values, scaling and colormaps belong to
+the plotting layer. No method has side effects: the model's train/eval mode, ``requires_grad``,
+hooks and parameter gradients, the global RNG and ``x`` are left as they were.
+
+========================  =====================================================  ===========================
+name in :data:`METHODS`   function                                               reference
+========================  =====================================================  ===========================
+``gradient``              :func:`gradient`                                       Simonyan et al. 2014
+``input_x_gradient``      :func:`input_x_gradient`                               Shrikumar et al. 2016
+``smoothgrad``            :func:`smoothgrad`                                     Smilkov et al. 2017
+``integrated_gradients``  :func:`integrated_gradients`                           Sundararajan et al. 2017
+``guided_backprop``       :func:`guided_backprop` (needs ``model=``)             Springenberg et al. 2015
+``grad_cam``              :func:`grad_cam` (needs ``layer=``)                    Selvaraju et al. 2017
+``random``                :func:`random_attribution` (takes ``x`` only)          control
+========================  =====================================================  ===========================
+
+Methods that multiply work (integration steps, noise samples) take ``batch_size``, the number of
+points pushed through the target at once; the result does not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .blur import gaussian_blur
+from .grad_cam import grad_cam
+from .gradient import gradient
+from .guided_backprop import guided_backprop, guided_relu
+from .input_x_gradient import input_x_gradient
+from .integrated_gradients import BASELINES, integrated_gradients
+from .random import random_attribution
+from .smoothgrad import smoothgrad
+
+__all__ = [
+    "gradient",
+    "input_x_gradient",
+    "smoothgrad",
+    "integrated_gradients",
+    "guided_backprop",
+    "grad_cam",
+    "random_attribution",
+    "gaussian_blur",
+    "guided_relu",
+    "BASELINES",
+    "METHODS",
+]
+
+#: every attribution method by name
+METHODS: dict[str, Callable] = {
+    "gradient": gradient,
+    "input_x_gradient": input_x_gradient,
+    "smoothgrad": smoothgrad,
+    "integrated_gradients": integrated_gradients,
+    "guided_backprop": guided_backprop,
+    "grad_cam": grad_cam,
+    "random": random_attribution,
+}
