@@ -11,7 +11,11 @@ does not depend on the pixels), epistemic uncertainty:
 * UA-Backprop looping over the images one at a time.
 
 Targets from the issue: UA-Backprop within 1.5x of the floor, >= 10x faster than IG-32, >= 10x
-faster than the per-image loop.
+faster than the per-image loop. Why the last two can fall short: ualib's IG target evaluates the S
+MC-dropout samples with the deterministic trunk computed once per input (MCDropout replicates the
+batch only at the first dropout layer), so 32 IG steps cost far less than 32 x S network passes;
+and "one image at a time" still pushes that image's S samples through in one batch. UA-Backprop needs
+one input gradient per sample, so it cannot share the trunk's backward pass.
 """
 
 from __future__ import annotations

@@ -154,3 +154,12 @@ def test_no_side_effects_and_errors():
         ua_backprop(post, x, variant="slow")
     with pytest.raises(TypeError, match="Posterior"):
         ua_backprop(model, x)
+
+
+@pytest.mark.parametrize("variant", ["fast", "exact"])
+def test_sample_chunks_change_nothing(variant):
+    post = posteriors()["ensemble"]
+    x = x_batch(3)
+    a = ua_backprop(post, x, variant=variant, chunk_size=4)
+    for c in (1, 3):
+        torch.testing.assert_close(ua_backprop(post, x, variant=variant, chunk_size=c), a)
