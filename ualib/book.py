@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._paths import repo_root
+from ._paths import repo_root, results_dir
 from .profiles import PROFILE_NAMES, chapter_parameters
 
 __all__ = ["chapters", "run_chapter", "build_html", "strip_outputs", "refresh", "main"]
@@ -176,11 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec in timings.items():
         print(f"  {name:40s} {_fmt(sec):>10s}")
     print(f"  {'total':40s} {_fmt(time.perf_counter() - t0):>10s}")
-    results = sorted((root / "results" / args.profile).glob("*.json"))
+    results = sorted((results_dir() / args.profile).glob("*.json"))
     for path in results:
         doc = json.loads(path.read_text())
         failed = [c["id"] for c in doc["claims"] if not c["passed"]]
-        print(f"  {path.relative_to(root)}: {len(doc['claims']) - len(failed)}/{len(doc['claims'])} claims pass"
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        print(f"  {shown}: {len(doc['claims']) - len(failed)}/{len(doc['claims'])} claims pass"
               + (f" (failing: {', '.join(failed)})" if failed else ""))
     if args.command == "build":
         print(f"\nthe book is at {html / 'index.html'}")

@@ -314,10 +314,17 @@ def planted_cause_set(
         raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
 
     di = torch.randperm(dx.shape[0], generator=generator(seed, "planted_cause_set", "digits"))[:n].sort().values
-    fi = torch.randperm(fx.shape[0], generator=generator(seed, "planted_cause_set", "foreign"))[:n]
-    chosen = fx[fi]
-    inv = bool(chosen.median() > 0.5) if invert == "auto" else invert
-    patches = to_mnist_style(chosen, check_positive_int(patch_size, "patch_size"), invert=inv)
+    order = torch.randperm(fx.shape[0], generator=generator(seed, "planted_cause_set", "foreign"))
+    inv = bool(fx[order[:n]].median() > 0.5) if invert == "auto" else invert
+    resized = to_mnist_style(fx[order], check_positive_int(patch_size, "patch_size"), invert=inv)
+    # foreign images that leave no ink at this patch size (blank or faint ones exist in notMNIST) are
+    # skipped, keeping the seeded order, so every planted mask is non-empty
+    inked = (resized > threshold).flatten(1).any(1)
+    if int(inked.sum()) < n:
+        raise ValueError(f"only {int(inked.sum())} foreign images keep ink above threshold={threshold} at "
+                         f"patch_size={patch_size}; n={n} were asked for")
+    fi = order[inked][:n]
+    patches = resized[inked][:n]
     planted = plant_patches(
         dx[di],
         patches,

@@ -13,7 +13,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["PALETTE", "use_style", "reliability_diagram", "image_grid", "grouped_bars", "risk_coverage"]
+__all__ = [
+    "PALETTE",
+    "use_style",
+    "reliability_diagram",
+    "image_grid",
+    "grouped_bars",
+    "risk_coverage",
+    "attribution_grid",
+    "curves",
+]
 
 #: Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -119,4 +128,72 @@ def risk_coverage(ax: plt.Axes, curves: Mapping[str, tuple[np.ndarray, np.ndarra
     ax.set(xlabel="coverage (fraction of inputs accepted)", ylabel="risk (error rate)", xlim=(0, 1), title=title)
     ax.set_ylim(bottom=0)
     ax.legend()
+    return ax
+
+
+def _signed_limits(m: np.ndarray) -> float:
+    lim = float(np.nanmax(np.abs(m))) if m.size else 1.0
+    return lim if lim > 0 else 1.0
+
+
+def attribution_grid(
+    images: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
+    *,
+    titles: Sequence[str] | None = None,
+    size: float = 1.3,
+    cmap: str = "RdBu_r",
+    label: str = "attribution (per image, scaled to its largest magnitude)",
+) -> plt.Figure:
+    """Rows = inputs, columns = the input and one map per method.
+
+    Maps are channel-summed and shown on a diverging colormap centred at zero, each scaled to its own
+    largest magnitude (red: the pixel adds to the explained quantity, blue: it reduces it); one
+    labelled colorbar.
+    """
+    x = _np(images)
+    n = len(x)
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols + 0.8, size * n), squeeze=False)
+    im = None
+    for i in range(n):
+        ax = axes[i, 0]
+        img = x[i].transpose(1, 2, 0)
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_ylabel(titles[i], fontsize=7)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            a = _np(m[i]).sum(0)
+            lim = _signed_limits(a)
+            im = axes[i, j].imshow(a / lim, cmap=cmap, vmin=-1, vmax=1)
+            axes[i, j].axis("off")
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=8)
+    axes[0, 0].set_title("input", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    if im is not None:
+        cax = fig.add_axes((0.93, 0.15, 0.015, 0.7))
+        fig.colorbar(im, cax=cax).set_label(label, fontsize=7)
+    return fig
+
+
+def curves(
+    ax: plt.Axes,
+    x: torch.Tensor | np.ndarray,
+    ys: Mapping[str, torch.Tensor | np.ndarray],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    highlight: str | None = None,
+) -> plt.Axes:
+    """One line per entry of ``ys`` against ``x``; ``highlight`` is drawn thicker and on top."""
+    for i, (name, y) in enumerate(ys.items()):
+        lw, z = (2.4, 3) if name == highlight else (1.2, 2)
+        style = ":" if name == "random" else "-"
+        ax.plot(_np(x), _np(y), style, label=name, lw=lw, zorder=z, color=PALETTE[i % len(PALETTE)])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
     return ax

@@ -21,9 +21,9 @@ def digit_classifiers(
     epochs: Mapping[str, int],
     batch_size: int,
     num_samples: int,
-    num_members: int,
     dropout: float,
     seed: int,
+    num_members: int = 5,
 ) -> dict[str, TrainConfig]:
     """LeNet-style MC dropout, deep ensemble and EDL (softplus evidence, log loss) for 1-channel digits.
 
@@ -44,13 +44,15 @@ def digit_classifiers(
     }
 
 
-def cifar_classifiers(*, epochs: int, batch_size: int, num_samples: int, dropout: float, seed: int) -> dict[str, TrainConfig]:
+def cifar_classifiers(
+    *, epochs: int, batch_size: int, num_samples: int, dropout: float, seed: int, width: int = 32
+) -> dict[str, TrainConfig]:
     """A small VGG-style CNN with BatchNorm and MC dropout for 32x32 colour images (CIFAR-10)."""
     return {
         "MC dropout": TrainConfig(
             dataset="cifar10/train",
             model="small_cnn",
-            model_kwargs=dict(in_channels=3, in_size=32, num_classes=10, dropout=dropout, batchnorm=True),
+            model_kwargs=dict(in_channels=3, in_size=32, num_classes=10, width=width, dropout=dropout, batchnorm=True),
             posterior="mc_dropout",
             posterior_kwargs={"num_samples": num_samples},
             epochs=epochs,
