@@ -43,11 +43,8 @@ pytestmark = [
 
 
 @pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+def _float64(float64):
+    """Every test here runs in float64 (see conftest.py)."""
 
 
 def cnn(seed: int = 0) -> nn.Module:

@@ -43,17 +43,6 @@ MNIST_MD5 = {
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def mirror() -> Path:
-    """The offline dataset mirror (skip without it; fail in CI)."""
-    env = os.environ.get("UALIB_DATA_MIRROR", "").strip()
-    path = Path(env) if env else REPO.parent / "shared" / "data"
-    if not (path / "SHA256SUMS").is_file():
-        msg = f"offline dataset mirror not found at {path} (no SHA256SUMS); set UALIB_DATA_MIRROR to it"
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 @pytest.fixture(scope="session")

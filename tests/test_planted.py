@@ -159,16 +159,6 @@ def test_planted_cause_set_selection_and_inversion() -> None:
         planted_cause_set(digits.x, dark, n=5, patch_size=4)
 
 
-@pytest.fixture(scope="module")
-def mirror() -> Path:
-    env = os.environ.get("UALIB_DATA_MIRROR", "").strip()
-    path = Path(env) if env else REPO.parent / "shared" / "data"
-    if not (path / "SHA256SUMS").is_file():
-        msg = f"offline dataset mirror not found at {path} (no SHA256SUMS); set UALIB_DATA_MIRROR to it"
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 @pytest.mark.data

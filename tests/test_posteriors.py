@@ -15,12 +15,8 @@ from ualib.seeding import generator
 
 
 @pytest.fixture(autouse=True)
-def float64():
-    """Every test here runs in float64 so comparisons with the naive forwards are exact."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+def _float64(float64):
+    """Every test here runs in float64 (see conftest.py)."""
 
 
 def mlp(seed: int = 0, dropout: float = 0.5) -> nn.Module:

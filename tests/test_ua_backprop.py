@@ -15,11 +15,8 @@ from ualib.ua_backprop import logit_shares, ua_backprop
 
 
 @pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+def _float64(float64):
+    """Every test here runs in float64 (see conftest.py)."""
 
 
 def small_lenet(**kw):

@@ -1,0 +1,37 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The offline dataset mirror: ``UALIB_DATA_MIRROR`` or ``../shared/data``.
+
+    Missing, it skips the test on a developer's machine and FAILS it in CI (``CI=true``), where the
+    mirror is always beside the clone.
+    """
+    env = os.environ.get("UALIB_DATA_MIRROR", "").strip()
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    if not (path / "SHA256SUMS").is_file():
+        msg = f"offline dataset mirror not found at {path} (no SHA256SUMS); set UALIB_DATA_MIRROR to it"
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def float64():
+    """Run a test with float64 as the default dtype (naive reference loops compare exactly)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
