@@ -94,6 +94,14 @@ def test_readme_example_runs(capsys):
     assert blocks, "README.md has no python example"
     example = blocks[0]
     assert len(example.strip().splitlines()) <= 12
-    exec(compile(example, "README.md", "exec"), {})
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert out.count("tensor(") == 2
+    for block in blocks[1:]:  # later examples continue the first one
+        exec(compile(block, "README.md", "exec"), namespace)
+    maps, probs = namespace["maps"], namespace["posterior"].probs(namespace["x"])
+    from ualib.uncertainty import mutual_information
+
+    assert maps.shape == (4, 1, 28, 28) and namespace["ig"].shape == (4, 1, 28, 28)
+    assert (maps.flatten(1).sum(1) - mutual_information(probs)).abs().max() < 1e-5
