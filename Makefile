@@ -32,11 +32,12 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
+# chapters whose notebook, parameters and ualib sources are unchanged are reused; FORCE=1 re-runs them
 book: $(STAMP)
-	$(PY) -m ualib.book build --profile $(PROFILE)
+	$(PY) -m ualib.book build --profile $(PROFILE) $(if $(FORCE),--force)
 
 chapter: $(STAMP)
-	$(PY) -m ualib.book run --profile $(PROFILE) --chapter $(NB)
+	$(PY) -m ualib.book run --profile $(PROFILE) --chapter $(NB) --force
 
 test: $(STAMP)
 	$(PY) -m pytest

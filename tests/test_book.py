@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ualib.book import build_html, chapters, run_chapter, strip_outputs
+from ualib.book import build_html, chapter_key, chapters, run_chapter, strip_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,10 +47,17 @@ def test_book_builds_without_warnings(tmp_path, monkeypatch):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("chapters"))
     monkeypatch.setenv("UALIB_RESULTS", str(tmp_path / "results"))
+    out = tmp_path / "book" / "chapters"
     for name in chapters(ROOT):
-        run_chapter(name, "tiny", root=ROOT, output_dir=tmp_path / "book" / "chapters", progress=False)
+        _, hit = run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False)
+        assert not hit
         doc = json.loads((tmp_path / "results" / "tiny" / f"{name}.json").read_text())
         assert doc["chapter"] == name and doc["profile"] == "tiny" and doc["claims"]
+    # nothing changed: the execution cache is used; a missing results file forces a re-run
+    name = chapters(ROOT)[0]
+    assert run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
+    (tmp_path / "results" / "tiny" / f"{name}.json").unlink()
+    assert not run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
     html = build_html(tmp_path, builddir=tmp_path)
     assert (html / "index.html").is_file()
     for name in chapters(ROOT):
@@ -58,3 +65,9 @@ def test_book_builds_without_warnings(tmp_path, monkeypatch):
         assert "Traceback (most recent call last)" not in page
         assert 'class="output traceback"' not in page and 'class="output stderr"' not in page
         assert "<img" in page  # figures made it into the page
+
+
+def test_chapter_key_tracks_its_inputs():
+    name = chapters(ROOT)[0]
+    assert chapter_key(name, "tiny", ROOT) == chapter_key(name, "tiny", ROOT)
+    assert chapter_key(name, "tiny", ROOT) != chapter_key(name, "cpu", ROOT)

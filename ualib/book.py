@@ -23,7 +23,7 @@ from pathlib import Path
 from ._paths import repo_root, results_dir
 from .profiles import PROFILE_NAMES, chapter_parameters
 
-__all__ = ["chapters", "run_chapter", "build_html", "strip_outputs", "refresh", "main"]
+__all__ = ["chapters", "run_chapter", "chapter_key", "build_html", "strip_outputs", "refresh", "main"]
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
@@ -40,6 +40,33 @@ def chapters(root: str | os.PathLike | None = None) -> list[str]:
     return sorted(p.stem for p in (_root(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def chapter_key(name: str, profile: str, root: str | os.PathLike | None = None) -> str:
+    """SHA-256 of everything an executed chapter depends on that can change in a checkout: the
+    notebook, its parameters, every ``ualib`` source file, and the torch version."""
+    import hashlib
+
+    import torch
+
+    r = _root(root)
+    h = hashlib.sha256()
+    h.update((r / "notebooks" / f"{name}.ipynb").read_bytes())
+    h.update(json.dumps(chapter_parameters(profile, name), sort_keys=True).encode())
+    h.update(torch.__version__.encode())
+    for path in sorted((Path(__file__).parent).rglob("*.py")):
+        h.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _cached(dst: Path, key: str, results: Path) -> bool:
+    if not (dst.is_file() and results.is_file()):
+        return False
+    try:
+        return json.loads(dst.read_text())["metadata"].get("ualib", {}).get("key") == key
+    except (ValueError, KeyError):
+        return False
+
+
 def run_chapter(
     name: str,
     profile: str,
@@ -47,8 +74,15 @@ def run_chapter(
     root: str | os.PathLike | None = None,
     output_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> Path:
-    """Execute ``notebooks/<name>.ipynb`` with the profile's parameters; return the executed copy's path."""
+    force: bool = True,
+) -> tuple[Path, bool]:
+    """Execute ``notebooks/<name>.ipynb`` with the profile's parameters.
+
+    With ``force=False`` the run is skipped when the executed copy was made from the same notebook,
+    parameters and ``ualib`` sources (:func:`chapter_key`) and its results file exists. Returns the
+    executed copy's path and whether it came from that cache.
+    """
+    import nbformat
     import papermill as pm
 
     r = _root(root)
@@ -58,6 +92,9 @@ def run_chapter(
     out = Path(output_dir) if output_dir is not None else r / "book" / "chapters"
     out.mkdir(parents=True, exist_ok=True)
     dst = out / f"{name}.ipynb"
+    key = chapter_key(name, profile, r)
+    if not force and _cached(dst, key, results_dir() / profile / f"{name}.json"):
+        return dst, True
     pm.execute_notebook(
         str(src),
         str(dst),
@@ -67,7 +104,10 @@ def run_chapter(
         progress_bar=progress,
         request_save_on_cell_execute=False,
     )
-    return dst
+    nb = nbformat.read(str(dst), as_version=4)
+    nb.metadata["ualib"] = {"key": key, "profile": profile}
+    nbformat.write(nb, str(dst))
+    return dst, False
 
 
 def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.PathLike | None = None) -> Path:
@@ -144,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(cmd)
         p.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
         p.add_argument("--chapter", action="append", help="run only these chapters (repeatable)")
+        p.add_argument("--force", action="store_true", help="re-execute chapters even if nothing changed")
     for cmd in ("strip", "refresh"):
         sub.add_parser(cmd).add_argument("notebooks", nargs="+")
     args = parser.parse_args(argv)
@@ -160,13 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown chapters {unknown}; known: {chapters(root)}")
     t0 = time.perf_counter()
-    timings = {}
+    timings, hits = {}, 0
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} (profile {args.profile}) ...", flush=True)
         t = time.perf_counter()
-        run_chapter(name, args.profile, root=root)
-        timings[name] = time.perf_counter() - t
-        print(f"[{i}/{len(names)}] {name} done in {_fmt(timings[name])}", flush=True)
+        _, hit = run_chapter(name, args.profile, root=root, force=args.force)
+        hits += hit
+        timings[name + (" (cached)" if hit else "")] = time.perf_counter() - t
+        how = "unchanged since its last run: reused" if hit else f"done in {_fmt(timings[name])}"
+        print(f"[{i}/{len(names)}] {name} {how}", flush=True)
     if args.command == "build":
         print("building the HTML book (jupyter-book, warnings are errors) ...", flush=True)
         t = time.perf_counter()
@@ -176,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec in timings.items():
         print(f"  {name:40s} {_fmt(sec):>10s}")
     print(f"  {'total':40s} {_fmt(time.perf_counter() - t0):>10s}")
+    print(f"  chapters reused from the execution cache: {hits}/{len(names)} (models come from .cache/models)")
     results = sorted((results_dir() / args.profile).glob("*.json"))
     for path in results:
         doc = json.loads(path.read_text())
