@@ -22,6 +22,7 @@ __all__ = [
     "risk_coverage",
     "attribution_grid",
     "curves",
+    "METHOD_COLORS",
 ]
 
 #: Okabe & Ito (2008) colour-blind-safe palette
@@ -179,6 +180,19 @@ def attribution_grid(
     return fig
 
 
+#: one fixed colour per attribution method, so a method looks the same in every panel and chapter
+METHOD_COLORS = {
+    "UA-Backprop": PALETTE[0],
+    "gradient": PALETTE[1],
+    "input x gradient": PALETTE[2],
+    "SmoothGrad": PALETTE[3],
+    "IG-32 black": PALETTE[4],
+    "IG-32 blur": PALETTE[5],
+    "Grad-CAM": "#999999",
+    "random": PALETTE[7],
+}
+
+
 def curves(
     ax: plt.Axes,
     x: torch.Tensor | np.ndarray,
@@ -189,11 +203,15 @@ def curves(
     title: str = "",
     highlight: str | None = None,
 ) -> plt.Axes:
-    """One line per entry of ``ys`` against ``x``; ``highlight`` is drawn thicker and on top."""
+    """One line per entry of ``ys`` against ``x``; ``highlight`` is drawn thicker and on top.
+
+    Known method names get their :data:`METHOD_COLORS` colour; others take the palette in order.
+    """
     for i, (name, y) in enumerate(ys.items()):
         lw, z = (2.4, 3) if name == highlight else (1.2, 2)
         style = ":" if name == "random" else "-"
-        ax.plot(_np(x), _np(y), style, label=name, lw=lw, zorder=z, color=PALETTE[i % len(PALETTE)])
+        color = METHOD_COLORS.get(name, PALETTE[i % len(PALETTE)])
+        ax.plot(_np(x), _np(y), style, label=name, lw=lw, zorder=z, color=color)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=7)
     return ax
