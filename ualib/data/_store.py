@@ -32,6 +32,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from .._paths import repo_root
 from ._types import ChecksumError
 
 __all__ = [
@@ -70,11 +71,9 @@ _CHUNK = 1 << 20
 
 
 def _repo_data_folder() -> Path | None:
-    """``<repo>/data`` when the folder above the ``ualib`` package holds ``pyproject.toml``."""
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").is_file():
-        return repo / "data"
-    return None
+    """``<repo>/data`` when ``ualib`` runs from a source checkout (see :func:`ualib._paths.repo_root`)."""
+    repo = repo_root()
+    return repo / "data" if repo is not None else None
 
 
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
