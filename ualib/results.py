@@ -120,7 +120,8 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
         return _jsonable(obj.tolist())
     if isinstance(obj, float):
-        return None if math.isnan(obj) else round(obj, 6)
+        # six significant digits: a completeness error of 3e-7 must not be stored as 0
+        return None if math.isnan(obj) else float(f"{obj:.6g}")
     return obj
 
 
@@ -168,7 +169,7 @@ def claims_table(claims: list[Claim]):
     rows = [
         {
             "claim": c.statement,
-            "measured": round(c.measured, 4),
+            "measured": f"{c.measured:.4g}",
             "criterion": f"{c.op} {c.threshold:g}",
             "result": "pass" if c.passed else "FAIL",
             "reconstruction": "yes" if c.reconstruction else "no",
