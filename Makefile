@@ -15,13 +15,14 @@ endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test env chapter clean-book help
+.PHONY: book test env chapter assets clean-book help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book [PROFILE=tiny|cpu|gpu]   run every chapter notebook and build the HTML book (default PROFILE=cpu)"
 	@echo "make test                          run the whole test suite"
 	@echo "make chapter NB=01_uncertainty_basics [PROFILE=...]   run one chapter notebook"
+	@echo "make assets                        install the book's MathJax from book/package-lock.json (make book does it when needed)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,12 +33,17 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
-# chapters whose notebook, parameters and ualib sources are unchanged are reused; FORCE=1 re-runs them
+# chapters whose notebook, parameters and ualib sources are unchanged are reused; FORCE=1 re-runs them.
+# The HTML works offline: MathJax is installed by `npm ci` into book/node_modules when the lock changed,
+# and every page is then opened in headless Chromium (when installed); screenshots in _build/screenshots/.
 book: $(STAMP)
 	$(PY) -m ualib.book build --profile $(PROFILE) $(if $(FORCE),--force)
 
 chapter: $(STAMP)
 	$(PY) -m ualib.book run --profile $(PROFILE) --chapter $(NB) --force
+
+assets: $(STAMP)
+	$(PY) -m ualib.book assets
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,16 +1,20 @@
-"""The book: committed notebooks keep only nbval-checked text, and the HTML builds from executed
-notebooks with warnings as errors."""
+"""The book: committed notebooks keep only nbval-checked text; the HTML's configuration loads nothing
+from a CDN; MathJax comes from the npm lock, installed once. (The tiny build of the whole book and its
+browser check are in test_browser.py.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
-from ualib.book import build_html, chapter_key, chapters, run_chapter, strip_outputs
+from ualib.book import _launch_source_notebooks, chapter_key, chapters, strip_outputs, vendor_assets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,34 +44,82 @@ def test_strip_keeps_only_checked_text(tmp_path):
     assert "image/png" not in path.read_text()
 
 
-@pytest.mark.slow
-def test_book_builds_without_warnings(tmp_path, monkeypatch):
-    """Execute every chapter in the tiny profile and build the HTML with `-W` in a scratch copy."""
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("chapters"))
-    monkeypatch.setenv("UALIB_RESULTS", str(tmp_path / "results"))
-    out = tmp_path / "book" / "chapters"
-    for name in chapters(ROOT):
-        _, hit = run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False)
-        assert not hit
-        doc = json.loads((tmp_path / "results" / "tiny" / f"{name}.json").read_text())
-        assert doc["chapter"] == name and doc["profile"] == "tiny" and doc["claims"]
-    # nothing changed: the execution cache is used; a missing results file forces a re-run
-    name = chapters(ROOT)[0]
-    assert run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
-    (tmp_path / "results" / "tiny" / f"{name}.json").unlink()
-    assert not run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
-    html = build_html(tmp_path, builddir=tmp_path)
-    assert (html / "index.html").is_file()
-    for name in chapters(ROOT):
-        page = (html / "book" / "chapters" / f"{name}.html").read_text()
-        assert "Traceback (most recent call last)" not in page
-        assert 'class="output traceback"' not in page and 'class="output stderr"' not in page
-        assert "<img" in page  # figures made it into the page
-
-
 def test_chapter_key_tracks_its_inputs():
     name = chapters(ROOT)[0]
     assert chapter_key(name, "tiny", ROOT) == chapter_key(name, "tiny", ROOT)
     assert chapter_key(name, "tiny", ROOT) != chapter_key(name, "cpu", ROOT)
+
+
+def test_chapter_key_covers_ualib_except_build_tooling():
+    """The key is the SHA-256 of the notebook, its parameters, torch's version and every ualib source
+    but the build tooling (book.py, browser.py), whose edits cannot change what a chapter computes."""
+    import torch
+
+    from ualib.profiles import chapter_parameters
+
+    name = chapters(ROOT)[0]
+    h = hashlib.sha256((ROOT / "notebooks" / f"{name}.ipynb").read_bytes())
+    h.update(json.dumps(chapter_parameters("tiny", name), sort_keys=True).encode())
+    h.update(torch.__version__.encode())
+    pkg = ROOT / "ualib"
+    for path in sorted(pkg.rglob("*.py")):
+        if path.relative_to(pkg).as_posix() not in ("book.py", "browser.py"):
+            h.update(path.relative_to(pkg).as_posix().encode() + path.read_bytes())
+    assert chapter_key(name, "tiny", ROOT) == h.hexdigest()
+
+
+def test_config_loads_nothing_from_a_cdn():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sphinx = cfg["sphinx"]["config"]
+    assert "sphinx_thebe" not in sphinx["extensions"] and "ualib.book" in sphinx["extensions"]
+    assert sphinx["mathjax_path"] == "mathjax/tex-mml-chtml.js"  # relative: served from _static/
+    assert sphinx["nb_ipywidgets_js"] == {}  # no require.js / widget manager from CDNs
+    # ... so a widget output shows its static fallback (PNG / text) instead of an empty widget view
+    assert ["html", "application/vnd.jupyter.widget-view+json", None] in sphinx["nb_mime_priority_overrides"]
+    assert cfg["launch_buttons"]["thebe"] is False
+    assert cfg["launch_buttons"]["binderhub_url"] and cfg["launch_buttons"]["colab_url"]
+    assert cfg["html"]["use_download_button"] is True
+    assert "**/node_modules" in cfg["exclude_patterns"]
+
+
+def test_launch_buttons_open_the_source_notebook():
+    url = "https://mybinder.org/v2/gh/o/r/main?urlpath=tree/book/chapters/02_x.ipynb"
+    colab = "https://colab.research.google.com/github/o/r/blob/main/"
+    context = {
+        "header_buttons": [
+            {"type": "group", "buttons": [{"url": url}, {"url": colab + "book/chapters/02_x.ipynb"}]},
+            {"type": "group", "buttons": [{"url": "../../_sources/book/chapters/02_x.ipynb"}]},
+        ]
+    }
+    _launch_source_notebooks(None, "book/chapters/02_x", "page.html", context, None)
+    launch, download = context["header_buttons"]
+    assert [b["url"] for b in launch["buttons"]] == [
+        "https://mybinder.org/v2/gh/o/r/main?urlpath=tree/notebooks/02_x.ipynb",
+        colab + "notebooks/02_x.ipynb",
+    ]
+    assert download["buttons"][0]["url"] == "../../_sources/book/chapters/02_x.ipynb"  # local file: kept
+    other = {"header_buttons": [{"url": url}]}
+    _launch_source_notebooks(None, "book/intro", "page.html", other, None)
+    assert other["header_buttons"][0]["url"] == url  # only executed chapters are rewritten
+
+
+def test_mathjax_installs_from_the_lock_once(tmp_path):
+    """npm ci runs when node_modules is missing or came from another lock, and not otherwise."""
+    if shutil.which("npm") is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("npm is needed to build the book (it installs MathJax from book/package-lock.json)")
+        pytest.skip("npm is not installed")
+    book = tmp_path / "book"
+    book.mkdir()
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(ROOT / "book" / name, book / name)
+    es5, installed = vendor_assets(tmp_path)
+    assert installed and (es5 / "tex-mml-chtml.js").is_file()
+    lock = json.loads((book / "package-lock.json").read_text())
+    installed_version = json.loads((es5.parent / "package.json").read_text())["version"]
+    assert installed_version == lock["packages"]["node_modules/mathjax"]["version"]
+    digest = hashlib.sha256((book / "package.json").read_bytes() + (book / "package-lock.json").read_bytes())
+    assert (book / "node_modules" / ".ualib-lock.sha256").read_text().strip() == digest.hexdigest()
+    assert vendor_assets(tmp_path) == (es5, False)  # same lock: reused
+    (book / "node_modules" / ".ualib-lock.sha256").write_text("another lock\n")
+    assert vendor_assets(tmp_path) == (es5, True)  # lock changed: installed again

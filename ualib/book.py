@@ -6,15 +6,25 @@ Usage (the Makefile calls these)::
     python -m ualib.book build --profile cpu      # run every chapter, then jupyter-book build
     python -m ualib.book strip notebooks/*.ipynb  # keep only the nbval-checked outputs, for git
     python -m ualib.book refresh notebooks/NN_name.ipynb  # run with its tiny defaults, then strip
+    python -m ualib.book assets                 # install the book's browser assets (MathJax) from npm
 
 Executed chapters go to ``book/chapters/<name>.ipynb`` (git-ignored); ``_toc.yml`` lists them.
+
+The HTML works offline. Its browser assets (MathJax 3) come from the npm registry through the committed
+``book/package.json`` and ``book/package-lock.json``: :func:`vendor_assets` runs ``npm ci`` into the
+git-ignored ``book/node_modules`` when that folder is missing or was installed from another lock file.
+This module is also the Sphinx extension that ``_config.yml`` lists (:func:`setup`): it copies MathJax
+into the build's ``_static/mathjax`` and points the Binder / Colab buttons of executed chapters at their
+source notebooks in ``notebooks/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,9 +33,23 @@ from pathlib import Path
 from ._paths import repo_root, results_dir
 from .profiles import PROFILE_NAMES, chapter_parameters
 
-__all__ = ["chapters", "run_chapter", "chapter_key", "build_html", "strip_outputs", "refresh", "main"]
+__all__ = [
+    "chapters",
+    "run_chapter",
+    "chapter_key",
+    "build_html",
+    "vendor_assets",
+    "strip_outputs",
+    "refresh",
+    "main",
+    "setup",
+]
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+# build tooling that cannot change what a chapter computes: editing it keeps the execution cache valid
+_BUILD_ONLY = {"book.py", "browser.py", "report.py"}
+_LOCK_STAMP = ".ualib-lock.sha256"
+MATHJAX_DIR = "mathjax"  # under the build's _static/; _config.yml's mathjax_path points into it
 
 
 def _root(root: str | os.PathLike | None) -> Path:
@@ -42,9 +66,8 @@ def chapters(root: str | os.PathLike | None = None) -> list[str]:
 
 def chapter_key(name: str, profile: str, root: str | os.PathLike | None = None) -> str:
     """SHA-256 of everything an executed chapter depends on that can change in a checkout: the
-    notebook, its parameters, every ``ualib`` source file, and the torch version."""
-    import hashlib
-
+    notebook, its parameters, every ``ualib`` source file except the build tooling (``book.py``,
+    ``browser.py``), and the torch version."""
     import torch
 
     r = _root(root)
@@ -53,6 +76,8 @@ def chapter_key(name: str, profile: str, root: str | os.PathLike | None = None) 
     h.update(json.dumps(chapter_parameters(profile, name), sort_keys=True).encode())
     h.update(torch.__version__.encode())
     for path in sorted((Path(__file__).parent).rglob("*.py")):
+        if path.parent == Path(__file__).parent and path.name in _BUILD_ONLY:
+            continue
         h.update(path.relative_to(Path(__file__).parent).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -110,9 +135,65 @@ def run_chapter(
     return dst, False
 
 
+def _lock_digest(book: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        h.update((book / name).read_bytes())
+    return h.hexdigest()
+
+
+def vendor_assets(root: str | os.PathLike | None = None, *, quiet: bool = True) -> tuple[Path, bool]:
+    """Install the book's browser assets from the npm registry, unless already installed from this lock.
+
+    Runs ``npm ci --prefix book`` (the committed ``book/package.json`` and ``book/package-lock.json``)
+    when ``book/node_modules`` is missing or was installed from a different lock file; a stamp file in
+    ``node_modules`` records the lock's SHA-256. Returns MathJax's ``es5`` folder (what the HTML
+    serves as ``_static/mathjax``) and whether ``npm ci`` ran.
+
+    Raises
+    ------
+    RuntimeError
+        When ``npm`` is not installed or ``npm ci`` fails (its output is in the message).
+    """
+    book = _root(root) / "book"
+    modules = book / "node_modules"
+    es5 = modules / "mathjax" / "es5"
+    stamp = modules / _LOCK_STAMP
+    digest = _lock_digest(book)
+    if (es5 / "tex-mml-chtml.js").is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return es5, False
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError(
+            "the HTML book serves MathJax itself and installs it with npm from book/package-lock.json, "
+            "but npm is not installed (Debian: apt-get install -y --no-install-recommends npm)"
+        )
+    cmd = [npm, "ci", "--prefix", str(book), "--ignore-scripts", "--no-audit", "--no-fund"]
+    if quiet:
+        cmd.append("--silent")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not (es5 / "tex-mml-chtml.js").is_file():
+        output = proc.stdout[-5000:] + proc.stderr[-5000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{output}")
+    stamp.write_text(digest + "\n")
+    return es5, True
+
+
 def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.PathLike | None = None) -> Path:
-    """``jupyter-book build`` with warnings as errors; return the folder of the HTML."""
+    """``jupyter-book build`` with warnings as errors; return the folder of the HTML.
+
+    ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/`` (with the executed chapters in
+    ``book/chapters/``); the HTML goes to ``<builddir or root>/_build/html``. MathJax is installed first
+    when needed (:func:`vendor_assets`); the Sphinx extension in this module copies it into the HTML.
+    """
     r = _root(root)
+    vendor_assets(r)
+
+    # generated pages: the reproduction report and the figure index, from results/ and book/chapters/
+    from .report import write_pages
+
+    write_pages(r)
+
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(r), "-W", "-n", "--keep-going"]
     if builddir is not None:
@@ -122,6 +203,52 @@ def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.Path
         sys.stderr.write(proc.stdout[-20000:] + proc.stderr[-20000:])
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); its output is above")
     return (Path(builddir) if builddir is not None else r) / "_build" / "html"
+
+
+# ---- the Sphinx extension (listed in _config.yml under sphinx.config.extensions) -------------------
+
+
+def _copy_mathjax(app, exception) -> None:
+    """``build-finished``: copy MathJax's es5 folder into ``_static/mathjax`` unless it is already there
+    from the same lock file."""
+    if exception is not None or app.builder.format != "html":
+        return
+    es5, _ = vendor_assets(app.srcdir)
+    dst = Path(app.outdir) / "_static" / MATHJAX_DIR
+    stamp = es5.parents[1] / _LOCK_STAMP
+    if (dst / _LOCK_STAMP).is_file() and (dst / _LOCK_STAMP).read_text() == stamp.read_text():
+        return
+    shutil.rmtree(dst, ignore_errors=True)
+    # latest.js only exists to load MathJax from a CDN; nothing here uses it
+    shutil.copytree(es5, dst, ignore=shutil.ignore_patterns("latest.js"))
+    shutil.copy2(es5.parent / "LICENSE", dst / "LICENSE")
+    shutil.copy2(stamp, dst / _LOCK_STAMP)
+
+
+def _launch_source_notebooks(app, pagename, templatename, context, doctree) -> None:
+    """``html-page-context`` (after sphinx-book-theme's buttons): an executed chapter
+    ``book/chapters/NN.ipynb`` is git-ignored, so Binder / Colab open its source ``notebooks/NN.ipynb``
+    (which runs with the quick ``tiny`` defaults)."""
+    if not pagename.startswith("book/chapters/"):
+        return
+
+    def fix(buttons):
+        for button in buttons:
+            url = button.get("url")
+            if isinstance(url, str) and url.startswith("https://"):  # not the local download links
+                button["url"] = button["url"].replace("book/chapters/", "notebooks/")
+            fix(button.get("buttons", []))
+
+    fix(context.get("header_buttons", []))
+
+
+def setup(app) -> dict:
+    """Sphinx entry point: check MathJax is installed (installing it from the lock if not), copy it into
+    the HTML after the build, and fix the launch buttons of executed chapters."""
+    app.connect("builder-inited", lambda app: vendor_assets(app.srcdir))
+    app.connect("build-finished", _copy_mathjax)
+    app.connect("html-page-context", _launch_source_notebooks, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def strip_outputs(path: str | os.PathLike) -> None:
@@ -177,6 +304,23 @@ def _fmt(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _browser_check(html: Path, shots: Path) -> tuple[str, bool]:
+    """Open every page of the book just built in headless Chromium (:mod:`ualib.browser`), when Chromium
+    and Playwright are installed; return one line for the summary and whether no problem was found."""
+    from .browser import check_book, find_chromium
+
+    if find_chromium() is None:
+        return "browser check skipped: no Chromium (apt-get install -y chromium)", True
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "browser check skipped: Playwright is not installed (pip install -e '.[test]')", True
+    report = check_book(html, shots)
+    for problem in report.problems:
+        print(f"  browser: {problem}", flush=True)
+    return report.summary(), not report.problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ualib.book", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,14 +329,22 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
         p.add_argument("--chapter", action="append", help="run only these chapters (repeatable)")
         p.add_argument("--force", action="store_true", help="re-execute chapters even if nothing changed")
+        if cmd == "build":
+            p.add_argument("--no-browser-check", action="store_true",
+                           help="skip opening every page in headless Chromium (and its screenshots)")
     for cmd in ("strip", "refresh"):
         sub.add_parser(cmd).add_argument("notebooks", nargs="+")
+    sub.add_parser("assets", help="install the book's browser assets (MathJax) from book/package-lock.json")
     args = parser.parse_args(argv)
 
     if args.command in ("strip", "refresh"):
         for nb in args.notebooks:
             (strip_outputs if args.command == "strip" else refresh)(nb)
             print(f"{args.command}: {nb}")
+        return 0
+    if args.command == "assets":
+        es5, installed = vendor_assets(None)
+        print(f"MathJax {'installed by npm ci' if installed else 'already installed from this lock'}: {es5}")
         return 0
 
     root = _root(None)
@@ -211,10 +363,21 @@ def main(argv: list[str] | None = None) -> int:
         how = "unchanged since its last run: reused" if hit else f"done in {_fmt(timings[name])}"
         print(f"[{i}/{len(names)}] {name} {how}", flush=True)
     if args.command == "build":
-        print("building the HTML book (jupyter-book, warnings are errors) ...", flush=True)
         t = time.perf_counter()
+        _, installed = vendor_assets(root)
+        print(f"MathJax for the offline HTML: {'installed by npm ci' if installed else 'reused'} "
+              f"(book/node_modules, from book/package-lock.json)", flush=True)
+        print("building the HTML book (jupyter-book, warnings are errors; unchanged pages are reused) ...",
+              flush=True)
         html = build_html(root)
         timings["HTML build"] = time.perf_counter() - t
+        shots = root / "_build" / "screenshots" / args.profile
+        check, ok = "browser check skipped (--no-browser-check)", True
+        if not args.no_browser_check:
+            print("opening every page in headless Chromium (offline; screenshots of each page) ...", flush=True)
+            t = time.perf_counter()
+            check, ok = _browser_check(html, shots)
+            timings["browser check"] = time.perf_counter() - t
     print("\nsummary")
     for name, sec in timings.items():
         print(f"  {name:40s} {_fmt(sec):>10s}")
@@ -228,7 +391,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {shown}: {len(doc['claims']) - len(failed)}/{len(doc['claims'])} claims pass"
               + (f" (failing: {', '.join(failed)})" if failed else ""))
     if args.command == "build":
+        print(f"  {check}")
         print(f"\nthe book is at {html / 'index.html'}")
+        if shots.is_dir() and any(shots.glob("*.png")):
+            print(f"screenshots of every page's first screen: {shots}/")
+        if not ok:
+            print("the browser check found problems (listed above)", file=sys.stderr)
+            return 1
     return 0
 
 
