@@ -19,6 +19,15 @@ name in :data:`METHODS`   function                                              
 ``random``                :func:`random_attribution` (takes ``x`` only)          control
 ========================  =====================================================  ===========================
 
+:func:`lime` (Ribeiro et al. 2016, through the ``lime`` package; images, grid superpixels) is not in
+:data:`METHODS` either: a black box that needs no gradient, it also explains ``[n, T]`` targets
+(T frozen posterior samples) in one pass.
+
+:class:`FullGrad` (Srinivas & Fleuret 2019) is not in :data:`METHODS`: completeness holds only for a
+linear function of a model's outputs, so it takes the model and a class index or logit weights
+instead of an arbitrary target (:func:`fullgrad` for the signed complete map,
+:func:`fullgrad_saliency` for the official display map).
+
 Methods that multiply work (integration steps, noise samples) take ``batch_size``, the number of
 points pushed through the target at once; the result does not depend on it.
 """
@@ -28,11 +37,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .blur import gaussian_blur
+from .fullgrad import FullGrad, FullGradDecomposition, fullgrad, fullgrad_saliency
 from .grad_cam import grad_cam
 from .gradient import gradient
 from .guided_backprop import guided_backprop, guided_relu
 from .input_x_gradient import input_x_gradient
 from .integrated_gradients import BASELINES, integrated_gradients
+from .lime import lime
 from .random import random_attribution
 from .smoothgrad import smoothgrad
 
@@ -43,7 +54,12 @@ __all__ = [
     "integrated_gradients",
     "guided_backprop",
     "grad_cam",
+    "lime",
     "random_attribution",
+    "FullGrad",
+    "FullGradDecomposition",
+    "fullgrad",
+    "fullgrad_saliency",
     "gaussian_blur",
     "guided_relu",
     "BASELINES",
