@@ -69,9 +69,9 @@ def reference(model: nn.Module, x: torch.Tensor, names: list[str], labels: torch
     return {k: np.array(v) for k, v in rows.items()}
 
 
-@pytest.mark.parametrize("method", ["vmap", "loop"])
+@pytest.mark.parametrize("method", ["vmap", "loop", "hooks"])
 @pytest.mark.parametrize("include_bias", [False, True])
-@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("batchnorm", [False, True])  # eval-mode BatchNorm, its weight (and bias) a group too
 def test_matches_float64_autograd_loop(float64, method, include_bias, batchnorm):
     model = cnn(batchnorm=batchnorm)
     x = inputs()
@@ -87,16 +87,17 @@ def test_matches_float64_autograd_loop(float64, method, include_bias, batchnorm)
     assert np.ptp(ref[f"{NETWORK}/l2"]) > 0
 
 
-def test_given_labels_replace_the_pseudo_labels(float64):
+@pytest.mark.parametrize("method", ["vmap", "hooks"])
+def test_given_labels_replace_the_pseudo_labels(float64, method):
     model = cnn()
     x = inputs()
     labels = torch.arange(len(x)) % 4
-    got = gradient_metrics(model, x, labels=labels)
+    got = gradient_metrics(model, x, labels=labels, method=method)
     names = gradient_groups(model)
     ref = reference(model, x, names, labels=labels)
     for col, value in ref.items():
         np.testing.assert_allclose(got[col].numpy(), value, rtol=1e-9, atol=1e-13, err_msg=col)
-    pseudo = gradient_metrics(model, x)
+    pseudo = gradient_metrics(model, x, method=method)
     assert not torch.allclose(pseudo[f"{NETWORK}/l2"], got[f"{NETWORK}/l2"])
 
 
@@ -113,36 +114,42 @@ def test_parameters_and_aggregation_options(float64):
     assert list(net_only) == [f"{NETWORK}/{s}" for s in GRADIENT_STATISTICS]
 
 
+@pytest.mark.parametrize("method", ["vmap", "hooks"])
 @pytest.mark.parametrize("chunk_size", [1, 2, 4, None])
-def test_chunked_equals_unchunked(chunk_size):
+def test_chunked_equals_unchunked(chunk_size, method):
     model = cnn(batchnorm=True)
     x = inputs(9)
-    whole = gradient_metrics(model, x, chunk_size=9, include_bias=True)
-    parts = gradient_metrics(model, x, chunk_size=chunk_size, include_bias=True)
+    whole = gradient_metrics(model, x, chunk_size=9, include_bias=True, method=method)
+    parts = gradient_metrics(model, x, chunk_size=chunk_size, include_bias=True, method=method)
     for col in whole:  # atol: the last layer's mean gradient is 0 up to float32 rounding (~1e-9)
         torch.testing.assert_close(parts[col], whole[col], rtol=1e-5, atol=1e-7)
 
 
-def test_chunked_equals_unchunked_float64(float64):
+@pytest.mark.parametrize("method", ["vmap", "hooks"])
+def test_chunked_equals_unchunked_float64(float64, method):
     model = cnn()
     x = inputs(9)
-    whole = gradient_metrics(model, x, chunk_size=9)
+    whole = gradient_metrics(model, x, chunk_size=9, method=method)
     for c in (1, 4):
-        parts = gradient_metrics(model, x, chunk_size=c)
+        parts = gradient_metrics(model, x, chunk_size=c, method=method)
         for col in whole:
             torch.testing.assert_close(parts[col], whole[col], rtol=1e-12, atol=1e-15)
 
 
-def test_model_left_unchanged_and_no_grads():
+@pytest.mark.parametrize("method", ["vmap", "hooks"])
+@pytest.mark.parametrize("frozen", [("0.weight",), ("0.weight", "0.bias")])
+def test_model_left_unchanged_and_no_grads(method, frozen):
     model = cnn(batchnorm=True, dropout=0.5)
     model.train()
-    model[0].weight.requires_grad_(False)  # a frozen parameter still gets its metrics
+    for name in frozen:  # a frozen parameter still gets its metrics (also a first layer that is all frozen)
+        model.get_parameter(name).requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     modes = [m.training for m in model.modules()]
     x = inputs(6)
     x_before = x.clone()
-    a = gradient_metrics(model, x, include_bias=True)
+    with torch.no_grad():  # a caller's no_grad does not stop the gradients
+        a = gradient_metrics(model, x, include_bias=True, method=method)
     b = gradient_metrics(model, x, include_bias=True, method="loop")
     for col in a:
         torch.testing.assert_close(a[col], b[col], rtol=1e-4, atol=1e-7)
@@ -154,8 +161,113 @@ def test_model_left_unchanged_and_no_grads():
     assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
     assert torch.equal(x, x_before)
     # eval mode was used: dropout off, so two calls agree exactly
-    again = gradient_metrics(model, x, include_bias=True)
+    again = gradient_metrics(model, x, include_bias=True, method=method)
     assert all(torch.equal(a[c], again[c]) for c in a)
+
+
+class _TwoInputsLinear(nn.Module):
+    """Linear layers on a sequence ``[B, T, F]`` (per-sample gradient = a sum over positions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(8, 5)
+        self.out = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.inner(x[:, 0]))).mean(1)
+
+
+def conv_zoo(seed: int = 0) -> nn.Module:
+    """Convolutions with stride, padding, dilation, 'same' / reflect padding, rectangular kernels and
+    in-place ReLUs (which overwrite a layer's output after the hook saw it), [B, 1, 8, 8] -> [B, 3]."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(3, 4, 4, padding="same", dilation=2, padding_mode="reflect"),
+        nn.BatchNorm2d(4).eval(),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 2, (2, 3), stride=(1, 2), padding=(1, 1)),  # -> [B, 2, 5, 2]
+        nn.Conv2d(2, 2, (2, 1), stride=(2, 1), bias=False),  # the last input row is never used
+        nn.Flatten(),
+        nn.Linear(8, 5),
+        nn.ReLU(inplace=True),
+        nn.Linear(5, 3),
+    )
+
+
+@pytest.mark.parametrize("make", [conv_zoo, _TwoInputsLinear])
+def test_hooks_matches_float64_loop_on_other_layers(float64, make):
+    model = make()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x = inputs(7)
+    got = gradient_metrics(model, x, include_bias=True, method="hooks", chunk_size=4)
+    names = gradient_groups(model, include_bias=True)
+    ref = reference(model, x, names)
+    assert list(got) == list(ref)
+    for col, value in ref.items():
+        np.testing.assert_allclose(got[col].numpy(), value, rtol=1e-9, atol=1e-13, err_msg=col)
+    assert np.ptp(ref[f"{NETWORK}/l2"]) > 0
+
+
+class _StubbornBatchNorm(nn.BatchNorm2d):
+    """A BatchNorm that stays in train mode (normalises with the batch's statistics)."""
+
+    def train(self, mode: bool = True):
+        return self
+
+
+class _Twice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(self.lin(x.flatten(1)[:, :4]))
+
+
+def _no_hooks(model: nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+
+
+def test_hooks_rejects_what_it_cannot_do():
+    x = inputs(3)
+    # batch statistics couple the samples: train-mode BatchNorm, and BatchNorm without running stats
+    for bn in (_StubbornBatchNorm(3), nn.BatchNorm2d(3, track_running_stats=False)):
+        model = cnn()
+        model[1] = nn.Sequential(bn, model[1])
+        with pytest.raises(ValueError, match=r"batch statistics.*method='vmap'"):
+            gradient_metrics(model, x, method="hooks")
+        assert _no_hooks(model)
+    # parameters of layers without a per-sample rule
+    unsupported = [
+        nn.Sequential(nn.Flatten(), nn.LayerNorm(64), nn.Linear(64, 4)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(32, 4)),
+        nn.Sequential(nn.Flatten(1, 2), nn.Conv1d(8, 2, 3), nn.Flatten(), nn.Linear(12, 4)),
+    ]
+    for model in unsupported:
+        with pytest.raises(ValueError, match=r"does not support parameter .*method='vmap'"):
+            gradient_metrics(model, x, method="hooks")
+        assert _no_hooks(model)
+    # ... unless their parameters are not asked for
+    model = unsupported[0]
+    got = gradient_metrics(model, x, method="hooks", parameters=["2.weight"])
+    ref = gradient_metrics(model, x, method="loop", parameters=["2.weight"])
+    for col in ref:
+        torch.testing.assert_close(got[col], ref[col], rtol=1e-4, atol=1e-7)
+    # a layer run twice per forward pass; hooks removed also after the exception
+    model = _Twice()
+    with pytest.raises(ValueError, match=r"more than once.*method='vmap'"):
+        gradient_metrics(model, x, method="hooks")
+    assert _no_hooks(model)
+    model = cnn()
+    with pytest.raises(ValueError, match="labels must lie"):
+        gradient_metrics(model, x, method="hooks", labels=torch.full((3,), 7))
+    assert _no_hooks(model)
 
 
 def test_auto_chunk_size_follows_the_budget():
