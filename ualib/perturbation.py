@@ -139,7 +139,7 @@ def _check_batch_size(batch_size: object) -> int | None:
 
 
 def _normalised_auc(values: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
-    """Trapezoid integral of ``values [B, T]`` over ``fractions [T]`` divided by the fraction range.
+    """Trapezoid integral of ``values [B, T, ...]`` over ``fractions [T]`` divided by the fraction range.
 
     The mean value of the piecewise-linear curve on ``[r_1, r_T]``; a single fraction gives its value.
     """
@@ -263,6 +263,7 @@ def perturbation_curve(
     baseline: float | str | torch.Tensor | None = None,
     blur_sigma: float = 2.0,
     batch_size: int | None = None,
+    multi_output: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Score after perturbing the most-attributed pixels, for a grid of fractions (deletion / insertion).
 
@@ -307,16 +308,20 @@ def perturbation_curve(
         Standard deviation in pixels of the Gaussian blur, where one is used.
     batch_size
         Largest number of perturbed inputs passed to ``score_fn`` at once (``None``: all ``B * T``).
+    multi_output
+        Allow ``score_fn`` to return several scores per input, ``[n, ...]`` (e.g. ``[n, S, K]``: the
+        class probabilities under S posterior samples); every score gets its own curve and AUC.
 
     Returns
     -------
     dict
         * ``"fractions"``: float64 ``[T]``, the fractions used.
         * ``"n_pixels"``: int64 ``[T]``, ``k(r)``, the number of pixels perturbed at each fraction.
-        * ``"scores"``: ``[B, T]``, ``score_fn`` on the perturbed inputs.
+        * ``"scores"``: ``[B, T]``, ``score_fn`` on the perturbed inputs (``[B, T, ...]`` with
+          ``multi_output``).
         * ``"auc"``: ``[B]``, the trapezoid integral of the scores over the fractions divided by the
           fraction range ``r_T - r_1``: the curve's mean value, so a constant score ``c`` gives ``c``
-          (with a single fraction: that fraction's score).
+          (with a single fraction: that fraction's score); ``[B, ...]`` with ``multi_output``.
 
     Raises
     ------
@@ -333,8 +338,10 @@ def perturbation_curve(
         raise TypeError(f"score_fn must be callable (x [n, C, H, W] -> [n]), got {type(score_fn).__name__}")
     if fractions is None:
         fractions = torch.linspace(0, 1, 21, dtype=torch.float64)
+    if not isinstance(multi_output, bool):
+        raise TypeError(f"multi_output must be a bool, got {type(multi_output).__name__}")
     x, base, order, f, counts, invert, bs = _prepare(x, attribution, mode, fractions, baseline, blur_sigma, batch_size)
-    scores = _evaluate(score_fn, x, base, order, counts, invert, bs, "score_fn", scalar=True)
+    scores = _evaluate(score_fn, x, base, order, counts, invert, bs, "score_fn", scalar=not multi_output)
     return {"fractions": f, "n_pixels": counts.cpu(), "scores": scores, "auc": _normalised_auc(scores, f)}
 
 

@@ -52,7 +52,7 @@ class TrainConfig:
         and e.g. ``dropout``, ``batchnorm``).
     posterior, posterior_kwargs
         One of :data:`POSTERIOR_NAMES` and its options (``num_samples``, ``p``, ``num_members``,
-        ``evidence``, ``loss`` ...).
+        ``evidence``, ``loss``, ``task="regression"`` for a regressor with one output ...).
     epochs, batch_size, lr, weight_decay, seed
         Adam optimisation settings and the seed of initialisation, shuffling and training noise.
     """
@@ -114,12 +114,18 @@ def fit(
 ) -> dict[str, list[float]]:
     """Train ``posterior`` in place with Adam on ``x [N, ...]``, ``y [N]``; return the history.
 
+    ``y`` holds integer labels, or real targets for a posterior with ``task="regression"``
+    (``posterior_kwargs={"task": "regression"}`` in a :class:`TrainConfig`).
+
     Shuffling uses a generator seeded with ``(seed, epoch)``; stochastic layers draw from the global
     RNG, seeded with ``seed`` here and restored afterwards, so the same call gives the same weights on
     the CPU. ``progress`` shows one plain ``tqdm`` bar over all steps, with the epoch and running loss.
     """
     check_tensor(x, "x", ndim=(2, 3, 4))
-    check_tensor(y, "y", ndim=1, floating=False)
+    if getattr(posterior, "task", "classification") == "regression":
+        check_tensor(y, "y", ndim=1)
+    else:
+        check_tensor(y, "y", ndim=1, floating=False)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     device = posterior.device

@@ -18,12 +18,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import check_choice, check_positive_int, check_tensor
 
-__all__ = ["Posterior", "preserve_mode"]
+__all__ = ["Posterior", "preserve_mode", "TASKS"]
+
+#: what a posterior's network predicts: class logits ``[.., K]`` or a real value ``[.., 1]``
+TASKS = ("classification", "regression")
 
 
 @contextmanager
@@ -51,16 +55,34 @@ class Posterior(abc.ABC):
         S, the number of posterior samples ``logits`` returns by default.
     seed
         Seed of the sample generator: sample ``m`` is a function of ``(m, seed)`` only.
+    task
+        ``"classification"`` (default: logits ``[S, B, K]``, trained with cross-entropy) or
+        ``"regression"`` (one real output, ``[S, B, 1]``, trained with the mean squared error, i.e.
+        the negative log-likelihood of a Gaussian with fixed unit variance up to a factor and a
+        constant). Only the training loss depends on it.
     """
 
     #: short name used in tables and cache keys
     name: str = "posterior"
 
-    def __init__(self, num_samples: int, seed: int = 0) -> None:
+    def __init__(self, num_samples: int, seed: int = 0, *, task: str = "classification") -> None:
         self.num_samples = check_positive_int(num_samples, "num_samples")
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         self.seed = seed
+        self.task = check_choice(task, "task", TASKS)
+
+    def data_loss(self, output: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+        """The data term of the training loss for network outputs ``[N, K]`` and targets ``y [N]``.
+
+        Classification: cross-entropy with integer labels. Regression: squared error between
+        ``output[:, 0]`` (``K`` must be 1) and the real targets ``y``.
+        """
+        if self.task == "classification":
+            return F.cross_entropy(output, y, reduction=reduction)
+        if output.ndim != 2 or output.shape[1] != 1:
+            raise ValueError(f"a regression network must output [N, 1], got {tuple(output.shape)}")
+        return F.mse_loss(output[:, 0], y.to(output.dtype), reduction=reduction)
 
     # -- inference ---------------------------------------------------------------------------
     def logits(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -21,7 +20,8 @@ class BayesByBackprop(Posterior):
     :class:`ualib.layers.FlipoutConv2d`; e.g. ``build_model("lenet", flipout=True)``). Training
     minimises the negative ELBO per example, ``cross-entropy + kl_weight * KL[q(W) || p(W)]`` with
     ``kl_weight = 1 / num_train`` by default, the KL being the single-sample Monte-Carlo estimate of
-    the layers (scale-mixture prior, Blundell et al.). Flipout only decorrelates the gradient noise
+    the layers (scale-mixture prior, Blundell et al.); with ``task="regression"`` the squared error
+    replaces the cross-entropy. Flipout only decorrelates the gradient noise
     of a minibatch during training; at inference sample ``m`` draws every weight once,
     :math:`W_m=\\mu+\\sigma\\odot\\epsilon_m` with :math:`\\epsilon_m` from a generator seeded with
     ``(seed, m, layer)``, and applies the same :math:`W_m` to every input (the Flipout layers'
@@ -37,8 +37,16 @@ class BayesByBackprop(Posterior):
 
     name = "flipout"
 
-    def __init__(self, model: nn.Module, num_samples: int = 20, seed: int = 0, kl_weight: float | None = None) -> None:
-        super().__init__(num_samples, seed)
+    def __init__(
+        self,
+        model: nn.Module,
+        num_samples: int = 20,
+        seed: int = 0,
+        kl_weight: float | None = None,
+        *,
+        task: str = "classification",
+    ) -> None:
+        super().__init__(num_samples, seed, task=task)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self._layers = list(flipout_modules(model).items())
@@ -73,6 +81,6 @@ class BayesByBackprop(Posterior):
         return vmap(one, in_dims=(0, x_dim))(eps, x)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
-        nll = F.cross_entropy(self._model(x), y)
+        nll = self.data_loss(self._model(x), y)
         w = self.kl_weight if self.kl_weight is not None else 1.0 / num_train
         return nll + w * kl_divergence(self._model)

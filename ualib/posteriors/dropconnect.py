@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -37,6 +36,8 @@ class DropConnect(Posterior):
         Seed of the inference masks.
     layers
         Names of the modules whose weights are dropped (default: every Linear / Conv2d).
+    task
+        ``"classification"`` (default) or ``"regression"`` (see :class:`~ualib.posteriors.Posterior`).
 
     References
     ----------
@@ -55,8 +56,10 @@ class DropConnect(Posterior):
         num_samples: int = 20,
         seed: int = 0,
         layers: Sequence[str] | None = None,
+        *,
+        task: str = "classification",
     ) -> None:
-        super().__init__(num_samples, seed)
+        super().__init__(num_samples, seed, task=task)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if not 0.0 < p < 1.0:
@@ -100,4 +103,4 @@ class DropConnect(Posterior):
         for n in self.weight_names:
             w = params[n]
             masked[n] = w * (torch.rand_like(w) >= self.p).to(w.dtype) / (1.0 - self.p)
-        return F.cross_entropy(functional_call(self._model, masked, (x,), strict=False), y)
+        return self.data_loss(functional_call(self._model, masked, (x,), strict=False), y)

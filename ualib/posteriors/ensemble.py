@@ -6,7 +6,6 @@ import copy
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -35,6 +34,8 @@ class DeepEnsemble(Posterior):
         M, used with a factory (ignored for a sequence).
     seed
         Seed of the members' initialisation.
+    task
+        ``"classification"`` (default) or ``"regression"`` (see :class:`~ualib.posteriors.Posterior`).
 
     References
     ----------
@@ -49,6 +50,8 @@ class DeepEnsemble(Posterior):
         members: Callable[[], nn.Module] | Sequence[nn.Module],
         num_members: int = 5,
         seed: int = 0,
+        *,
+        task: str = "classification",
     ) -> None:
         if callable(members) and not isinstance(members, nn.Module):
             mods = []
@@ -62,7 +65,7 @@ class DeepEnsemble(Posterior):
             raise ValueError(f"a deep ensemble needs at least 2 members, got {len(mods)}")
         if not all(isinstance(m, nn.Module) for m in mods):
             raise TypeError("every ensemble member must be an nn.Module")
-        super().__init__(len(mods), seed)
+        super().__init__(len(mods), seed, task=task)
         params, buffers = stack_module_state(mods)
         self._params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         self._buffers = {k: v.detach().clone() for k, v in buffers.items()}
@@ -97,8 +100,8 @@ class DeepEnsemble(Posterior):
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         logits = self._forward(self._params, self._buffers, x)  # [M, B, K]
         m, b, k = logits.shape
-        # sum over members of each member's mean cross-entropy: independent gradients per member
-        return F.cross_entropy(logits.reshape(m * b, k), y.repeat(m), reduction="sum") / b
+        # sum over members of each member's mean loss: independent gradients per member
+        return self.data_loss(logits.reshape(m * b, k), y.repeat(m), reduction="sum") / b
 
     def members(self) -> list[nn.Module]:
         """Ordinary ``nn.Module`` copies of the members (for inspection or export)."""

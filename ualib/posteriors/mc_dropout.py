@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..seeding import generator
@@ -42,6 +41,8 @@ class MCDropout(Posterior):
         S, the number of dropout masks (default 20).
     seed
         Seed of the masks.
+    task
+        ``"classification"`` (default) or ``"regression"`` (see :class:`~ualib.posteriors.Posterior`).
 
     Raises
     ------
@@ -56,8 +57,8 @@ class MCDropout(Posterior):
 
     name = "mc_dropout"
 
-    def __init__(self, model: nn.Module, num_samples: int = 20, seed: int = 0) -> None:
-        super().__init__(num_samples, seed)
+    def __init__(self, model: nn.Module, num_samples: int = 20, seed: int = 0, *, task: str = "classification") -> None:
+        super().__init__(num_samples, seed, task=task)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self._layers = dropout_modules(model)
@@ -134,4 +135,4 @@ class MCDropout(Posterior):
         return out.reshape(s, b, -1)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
-        return F.cross_entropy(self._model(x), y)
+        return self.data_loss(self._model(x), y)
