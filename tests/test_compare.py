@@ -62,3 +62,36 @@ def test_completeness_table(setup):
     post, x = setup
     t = compare.completeness_table({"mc": post}, x)
     assert (t["max abs error"] < 1e-5).all() and len(t) == 3
+
+
+def test_completeness_errors_relative_to_the_uncertainty():
+    import numpy as np
+
+    from ualib.compare import completeness_errors
+
+    x = torch.rand(4, 1, 3, 3, dtype=torch.float64)
+    u = torch.tensor([1.0, 2.0, 0.5, 0.0], dtype=torch.float64)
+    exact = u.view(-1, 1, 1, 1).expand(4, 1, 3, 3) / 9  # sums to U exactly
+    half = exact / 2
+    table = completeness_errors({"exact": exact, "half": half}, lambda _: u, x)
+    assert table.loc["exact", "completeness error (max)"] < 1e-12
+    # the input with U = 0 is skipped; the others are off by half of U: relative error 0.5
+    np.testing.assert_allclose(table.loc["half"].to_numpy(), [0.5, 0.5])
+
+
+def test_stability_table_is_the_cv_of_the_maps_across_seeds():
+    import numpy as np
+
+    from ualib.compare import stability_table
+
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    base = torch.rand(3, 1, 4, 4, dtype=torch.float64) + 0.1
+    scale = {0: 1.0, 1: 2.0, 2: 3.0}
+    make = lambda seed: {"fixed": lambda x: base, "scaled": lambda x, s=seed: -scale[s] * base}
+    table = stability_table(make, x, seeds=[0, 1, 2])
+    assert table.loc["fixed", "CV across posterior draws"] == 0
+    a = np.stack([scale[s] * base.numpy() for s in range(3)])[:, :, 0]  # |A| per seed, [R, B, H, W]
+    cv = a.std(0) / (a.mean(0) + 1e-8)
+    np.testing.assert_allclose(table.loc["scaled", "CV across posterior draws"], cv.reshape(3, -1).mean(1).mean(), rtol=1e-10)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        stability_table(make, x, seeds=[0])

@@ -32,6 +32,8 @@ __all__ = [
     "blurring_table",
     "localization_table",
     "completeness_table",
+    "completeness_errors",
+    "stability_table",
     "uncertainty_of",
 ]
 
@@ -156,6 +158,59 @@ def completeness_table(
     frame = pd.DataFrame(rows).T
     frame.index.names = ["posterior", "uncertainty"]
     return frame
+
+
+def completeness_errors(
+    maps: Mapping[str, torch.Tensor], uncertainty_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> pd.DataFrame:
+    """How much of the explained uncertainty each map accounts for: ``|sum_i A_i - U(x)| / U(x)``.
+
+    Zero for a method that promises completeness with respect to ``U(x)`` itself (UA-Backprop); for
+    integrated gradients the sum is ``U(x) - U(x')`` (the baseline's uncertainty is not explained), and
+    for methods without a completeness property the number says how far their raw sum is from ``U``.
+    Returns the mean and the largest relative error over the inputs (inputs with ``U = 0`` skipped).
+    """
+    u = uncertainty_fn(x).detach().to(torch.float64)
+    keep = u > 0
+    rows = {}
+    for name, a in maps.items():
+        rel = (a.detach().flatten(1).sum(1).to(torch.float64) - u).abs()[keep] / u[keep]
+        rows[name] = {"completeness error (mean)": float(rel.mean()) if len(rel) else float("nan"),
+                      "completeness error (max)": float(rel.max()) if len(rel) else float("nan")}
+    return pd.DataFrame(rows).T
+
+
+def stability_table(
+    make_methods: Callable[[int], Mapping[str, Method]],
+    x: torch.Tensor,
+    seeds: Sequence[int],
+    *,
+    top_q: float | None = None,
+) -> pd.DataFrame:
+    """Stability of every map when the posterior's Monte-Carlo samples are drawn again.
+
+    ``make_methods(seed)`` returns the methods of a posterior whose S samples are drawn with ``seed``
+    (e.g. ``MCDropout(model, num_samples=S, seed=seed)``); each method's map is computed once per seed,
+    and the spread across seeds is summarised by the coefficient of variation of the attribution
+    magnitude per pixel (:func:`ualib.explanation_uncertainty.explanation_statistics`), averaged over
+    pixels (or the ``top_q`` most attributed ones) and then over images, with its standard error.
+    A deterministic method (or model) has CV 0.
+    """
+    from .explanation_uncertainty import cv_aggregates, explanation_statistics
+
+    if len(seeds) < 2:
+        raise ValueError(f"stability needs at least two seeds, got {list(seeds)}")
+    per_seed = [make_methods(int(s)) for s in seeds]
+    names = list(per_seed[0])
+    rows = {}
+    for name in names:
+        maps = torch.stack([methods[name](x).detach() for methods in per_seed])  # [R, B, ...]
+        if maps.ndim == 5 and maps.shape[2] != 1 and maps.shape[-2:] != x.shape[-2:]:
+            raise ValueError(f"{name}: maps of shape {tuple(maps.shape[1:])} do not match the inputs")
+        stats = explanation_statistics(maps)
+        cv = cv_aggregates(stats["cv"], stats["mean"], top_q=top_q)["mean"]
+        rows[name] = {"CV across posterior draws": float(cv.mean()), "CV sem": _sem(cv)}
+    return pd.DataFrame(rows).T
 
 
 def uncertainty_of(posterior: Posterior, kind: str) -> Callable[[torch.Tensor], torch.Tensor]:

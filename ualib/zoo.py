@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from .training import TrainConfig
 
-__all__ = ["digit_classifiers", "cifar_classifiers"]
+__all__ = ["digit_classifiers", "evidential_classifier", "cifar_classifiers"]
 
 
 def digit_classifiers(
@@ -42,6 +42,31 @@ def digit_classifiers(
         for name, (post, mk, pk) in specs.items()
         if post in epochs
     }
+
+
+def evidential_classifier(
+    *,
+    dataset: str,
+    in_size: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    anneal_epochs: int,
+    seed: int,
+    in_channels: int = 1,
+    model: str = "lenet",
+    width: int | None = None,
+) -> TrainConfig:
+    """The evidential CNN of the UAM chapter: BatchNorm, no dropout, ReLU evidence, MSE loss with KL annealing.
+
+    ReLU evidence keeps the evidence piecewise linear, so FullGrad decomposes it exactly (METHODS §5.2).
+    """
+    arch = dict(in_channels=in_channels, in_size=in_size, num_classes=10, dropout=0.0, batchnorm=True)
+    if width is not None:
+        arch["width"] = width
+    return TrainConfig(dataset=f"{dataset}/train", model=model, model_kwargs=arch, posterior="edl",
+                       posterior_kwargs={"evidence": "relu", "loss": "mse", "anneal_epochs": anneal_epochs},
+                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
 
 
 def cifar_classifiers(
