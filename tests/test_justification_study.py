@@ -14,12 +14,8 @@ from ualib.knn_justification import KNNJustifier
 from ualib.sparse_gp import SparseGP
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# small float64 linear algebra is much slower with two threads on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _blobs(n, seed=0, d=4, k=3):

@@ -12,12 +12,8 @@ import torch
 from ualib.sparse_gp import SparseGP, rbf_kernel, select_inducing, titsias_bound
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# small float64 linear algebra is much slower with two threads on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(n=40, d=3, k=3, seed=0, sep=2.0):
