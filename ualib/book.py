@@ -67,7 +67,7 @@ def chapters(root: str | os.PathLike | None = None) -> list[str]:
 def chapter_key(name: str, profile: str, root: str | os.PathLike | None = None) -> str:
     """SHA-256 of everything an executed chapter depends on that can change in a checkout: the
     notebook, its parameters, every ``ualib`` source file except the build tooling (``book.py``,
-    ``browser.py``), and the torch version."""
+    ``browser.py``, ``report.py``), and the torch version."""
     import torch
 
     r = _root(root)
