@@ -76,8 +76,16 @@ def test_every_profile_sets_every_parameter(nb_path):
 
 def test_toc_lists_every_chapter():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = {c["file"] for part in toc["parts"] for c in part["chapters"]}
-    assert {f"book/chapters/{p.stem}" for p in _notebooks()} <= files
+
+    def files(entries):  # every file of the toc, sections (a chapter under its preface) included
+        for entry in entries:
+            if "file" in entry:
+                yield entry["file"]
+            yield from files(entry.get("sections", []))
+
+    listed = set(files(c for part in toc["parts"] for c in part["chapters"]))
+    assert {f"book/chapters/{p.stem}" for p in _notebooks()} <= listed
+    assert "book/generated/reproduction" in listed and "book/generated/figures" in listed
 
 
 def test_committed_notebooks_carry_no_images():
