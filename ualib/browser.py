@@ -195,7 +195,7 @@ def check_book(
     html_dir
         The build's HTML folder (``_build/html``).
     screenshot_dir
-        Where to save ``<page>.png``, the first screen (1280 x 900) of every page under ``book/``;
+        Where to save ``<folder>_<page>.png`` (``chapters_02_ua_backprop.png``, ``intro.png``), the first screen (1280 x 900) of every page under ``book/``;
         ``None``: no screenshots. Created if missing.
     chromium
         The browser executable; default :func:`find_chromium`.
@@ -325,7 +325,8 @@ def _check_page(page, html: Path, base: str, name: str, current: list[str], shot
             rep.problems.append(f"broken link {url[len(base):]!r}: no anchor #{fragment} in {target.name}")
     rep.links = len(checked)
     if shots is not None and name.startswith("book/"):
-        rep.screenshot = shots / f"{Path(name).stem}.png"
+        # chapters/04_uam and prefaces/04_uam share a stem: name the shot by its folder too
+        rep.screenshot = shots / (Path(name).relative_to("book").with_suffix("").as_posix().replace("/", "_") + ".png")
         page.screenshot(path=str(rep.screenshot))
     rep.problems[:0] = current  # JavaScript errors and failed requests logged while the page was open
     return rep
