@@ -49,6 +49,7 @@ from .perturbation import perturbation_curve
 from .posteriors import Evidential
 from .seeding import generator
 from .targets import evidential_target
+from .uncertainty import dissonance_weights
 
 __all__ = [
     "VAM_OPTIONS",
@@ -63,47 +64,6 @@ __all__ = [
 
 #: the two VAM variants of METHODS §5.4: (A) missing evidence, (B) first-order gradient
 VAM_OPTIONS = ("missing", "gradient")
-
-
-def dissonance_weights(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
-    r"""Per-class terms of the dissonance, :math:`\omega_k`, with :math:`\sum_k \omega_k = \mathrm{diss}`.
-
-    .. math::
-        \omega_k = b_k\,\frac{\sum_{j\ne k} b_j\,\mathrm{Bal}(b_j,b_k)}{\sum_{j\ne k} b_j + \epsilon},\qquad
-        \mathrm{Bal}(b_j,b_k) = 1-\frac{|b_j-b_k|}{b_j+b_k+\epsilon},
-
-    with the same conventions as :func:`ualib.uncertainty.dissonance` (``+eps`` in both
-    denominators as in the group's public code; ``eps=0`` gives the textbook definition with
-    ``0/0 := 0``). These are the DAM weights of METHODS §5.4 [INF].
-
-    Parameters
-    ----------
-    alpha
-        ``[B, K]`` Dirichlet concentrations ``>= 1`` (``alpha = evidence + 1``).
-    eps
-        Stabiliser, ``>= 0``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[B, K]``, non-negative; rows sum to ``dissonance(alpha)``.
-
-    References
-    ----------
-    Jøsang (2016), §4; Zhao et al. (2020), Eq. 4. METHODS §2.5, §5.4.
-    """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite non-negative float, got {eps!r}")
-    b = U.belief(alpha)
-    k = b.shape[-1]
-    bj, bk = b.unsqueeze(-2), b.unsqueeze(-1)  # j on the last axis, k on the middle one
-    den = bj + bk + eps
-    bal = torch.where(den > 0, 1 - (bj - bk).abs() / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
-    off = ~torch.eye(k, dtype=torch.bool, device=b.device)
-    num = (bj * bal * off).sum(-1)
-    rest = (bj * off).sum(-1) + eps
-    ratio = torch.where(rest > 0, num / torch.where(rest > 0, rest, torch.ones_like(rest)), torch.zeros_like(rest))
-    return b * ratio
 
 
 @dataclass

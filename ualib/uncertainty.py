@@ -54,6 +54,7 @@ __all__ = [
     "expected_probability",
     "belief",
     "vacuity",
+    "dissonance_weights",
     "dissonance",
 ]
 
@@ -365,6 +366,45 @@ def vacuity(alpha: torch.Tensor) -> torch.Tensor:
     return a.shape[-1] / a.sum(dim=-1)
 
 
+def dissonance_weights(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
+    r"""Per-class terms of the dissonance, :math:`\omega_k`, with :math:`\sum_k \omega_k = \mathrm{diss}`.
+
+    .. math::
+        \omega_k = b_k\,\frac{\sum_{j\ne k} b_j\,\mathrm{Bal}(b_j,b_k)}{\sum_{j\ne k} b_j + \epsilon}
+
+    with the conventions of :func:`dissonance` (which sums these terms). The UAM chapter uses them
+    as the weights of its dissonance activation map (METHODS §5.4 [INF]).
+
+    Parameters
+    ----------
+    alpha : torch.Tensor, shape ``[B, K]``
+        Dirichlet concentrations, all ``>= 1``.
+    eps : float, keyword-only, default ``1e-7``
+        Stabiliser added to both denominators; ``>= 0``.
+
+    Returns
+    -------
+    torch.Tensor, shape ``[B, K]``
+        Non-negative; rows sum to ``dissonance(alpha)``.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite non-negative float, got {eps!r}")
+    b = belief(alpha)
+    k = b.shape[-1]
+    bj = b.unsqueeze(-2)  # [B, 1, K]: index j on the last axis
+    bk = b.unsqueeze(-1)  # [B, K, 1]: index k on the middle axis
+    den = bj + bk + eps
+    pos = den > 0
+    bal = torch.where(pos, 1 - (bj - bk).abs() / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))
+    off_diag = ~torch.eye(k, dtype=torch.bool, device=b.device)
+    bal = bal * off_diag  # zero diagonal: j != k
+    num = (bj * bal).sum(dim=-1)  # [B, K]: sum_{j != k} b_j Bal(b_j, b_k)
+    rest = (bj * off_diag).sum(dim=-1) + eps  # [B, K]: sum_{j != k} b_j + eps
+    pos_r = rest > 0
+    ratio = torch.where(pos_r, num / torch.where(pos_r, rest, torch.ones_like(rest)), torch.zeros_like(rest))
+    return b * ratio
+
+
 def dissonance(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
     r"""Dissonance (conflicting evidence) of a Dirichlet opinion.
 
@@ -399,19 +439,4 @@ def dissonance(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
     ----------
     Josang (2016), §4 (dissonance of an opinion); Zhao et al. (2020), Eq. 4. METHODS §2.5 [STD, CODE].
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite non-negative float, got {eps!r}")
-    b = belief(alpha)
-    k = b.shape[-1]
-    bj = b.unsqueeze(-2)  # [B, 1, K]: index j on the last axis
-    bk = b.unsqueeze(-1)  # [B, K, 1]: index k on the middle axis
-    den = bj + bk + eps
-    pos = den > 0
-    bal = torch.where(pos, 1 - (bj - bk).abs() / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))
-    off_diag = ~torch.eye(k, dtype=torch.bool, device=b.device)
-    bal = bal * off_diag  # zero diagonal: j != k
-    num = (bj * bal).sum(dim=-1)  # [B, K]: sum_{j != k} b_j Bal(b_j, b_k)
-    rest = (bj * off_diag).sum(dim=-1) + eps  # [B, K]: sum_{j != k} b_j + eps
-    pos_r = rest > 0
-    ratio = torch.where(pos_r, num / torch.where(pos_r, rest, torch.ones_like(rest)), torch.zeros_like(rest))
-    return (b * ratio).sum(dim=-1)
+    return dissonance_weights(alpha, eps=eps).sum(dim=-1)
