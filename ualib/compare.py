@@ -205,8 +205,6 @@ def stability_table(
     rows = {}
     for name in names:
         maps = torch.stack([methods[name](x).detach() for methods in per_seed])  # [R, B, ...]
-        if maps.ndim == 5 and maps.shape[2] != 1 and maps.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"{name}: maps of shape {tuple(maps.shape[1:])} do not match the inputs")
         stats = explanation_statistics(maps)
         cv = cv_aggregates(stats["cv"], stats["mean"], top_q=top_q)["mean"]
         rows[name] = {"CV across posterior draws": float(cv.mean()), "CV sem": _sem(cv)}
