@@ -15,12 +15,13 @@ endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test env chapter assets clean-book help
+.PHONY: book test lint env chapter assets clean-book help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book [PROFILE=tiny|cpu|gpu]   run every chapter notebook and build the HTML book (default PROFILE=cpu)"
-	@echo "make test                          run the whole test suite"
+	@echo "make test                          run the linter and the whole test suite"
+	@echo "make lint                          ruff: lint and format check (ruff format . formats)"
 	@echo "make chapter NB=01_uncertainty_basics [PROFILE=...]   run one chapter notebook"
 	@echo "make assets                        install the book's MathJax from book/package-lock.json (make book does it when needed)"
 
@@ -37,15 +38,20 @@ env: $(STAMP)
 # The HTML works offline: MathJax is installed by `npm ci` into book/node_modules when the lock changed,
 # and every page is then opened in headless Chromium (when installed); screenshots in _build/screenshots/.
 book: $(STAMP)
-	$(PY) -m ualib.book build --profile $(PROFILE) $(if $(FORCE),--force)
+	$(PY) -m compendium.book build --profile $(PROFILE) $(if $(FORCE),--force)
 
 chapter: $(STAMP)
-	$(PY) -m ualib.book run --profile $(PROFILE) --chapter $(NB) --force
+	$(PY) -m compendium.book run --profile $(PROFILE) --chapter $(NB) --force
 
 assets: $(STAMP)
-	$(PY) -m ualib.book assets
+	$(PY) -m compendium.book assets
 
-test: $(STAMP)
+# lint: ruff (configured in pyproject.toml) checks the code and that it is formatted; make test runs it first
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest
 
 clean-book:

@@ -4,7 +4,7 @@
 
 For the MNIST CNN (:class:`ualib.models.LeNet`, 28x28, ~215k weights) and B = 256 inputs (the first
 MNIST test images when the dataset can be loaded, else uniform noise: the cost does not depend on
-the pixel values), it times :func:`ualib.gradient_metrics.gradient_metrics` with ``method="vmap"``
+the pixel values), it times :func:`ualib.meta.gradient_metrics.gradient_metrics` with ``method="vmap"``
 (``torch.func`` per-sample gradients) and ``method="hooks"`` (one batched forward and backward,
 per-sample gradients from the captured layer inputs and output gradients), both with the automatic
 chunk size, against ``method="loop"``, one ``torch.autograd.grad`` call per input, and checks that
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from ualib.gradient_metrics import GRADIENT_STATISTICS, NETWORK, gradient_groups, gradient_metrics
+from ualib.meta.gradient_metrics import GRADIENT_STATISTICS, NETWORK, gradient_groups, gradient_metrics
 from ualib.models import LeNet
 
 
@@ -45,10 +45,14 @@ def inputs(batch: int) -> tuple[torch.Tensor, str]:
 
         return data.load("mnist", "test", n=batch, download=False).x, "MNIST test images"
     except Exception as exc:  # no data root / mirror here: the timing does not depend on pixel values
-        return torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0)), f"uniform noise ({type(exc).__name__})"
+        return torch.rand(
+            batch, 1, 28, 28, generator=torch.Generator().manual_seed(0)
+        ), f"uniform noise ({type(exc).__name__})"
 
 
-def max_mismatch(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], groups: list[str], model: torch.nn.Module) -> float:
+def max_mismatch(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], groups: list[str], model: torch.nn.Module
+) -> float:
     """Largest ``|a - b| / tol`` over all columns (<= 1 means equal within float32 tolerance).
 
     ``tol = 1e-4 |b| + 1e-5 * scale``, where ``scale`` is the column's typical size: the group's
@@ -83,8 +87,10 @@ def main() -> int:
     x, source = inputs(args.batch)
     x = x.to(args.device)
     groups = gradient_groups(model)
-    print(f"LeNet 28x28, {sum(p.numel() for p in model.parameters())} parameters, B={args.batch} ({source}), "
-          f"device {args.device}, {torch.get_num_threads()} threads, groups {groups}")
+    print(
+        f"LeNet 28x28, {sum(p.numel() for p in model.parameters())} parameters, B={args.batch} ({source}), "
+        f"device {args.device}, {torch.get_num_threads()} threads, groups {groups}"
+    )
 
     runs = {
         "vmap": lambda: gradient_metrics(model, x, method="vmap"),
@@ -110,6 +116,7 @@ def main() -> int:
               f"largest |{name} - loop| / tolerance = {worst:.3f} "
               f"({'identical within float32 tolerance' if worst <= 1 else 'MISMATCH'})")  # fmt: skip
     return 0 if worst_all <= 1 else 1
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -35,15 +35,19 @@ def main() -> None:
     idx = list(range(20))
     t_lazy = best_of(lambda: mc._run(x, idx, lazy=True))
     t_full = best_of(lambda: mc._run(x, idx, lazy=False))
-    print(f"MC dropout S=20 B=256: lazy {t_lazy * 1e3:.1f} ms, replicated input {t_full * 1e3:.1f} ms, "
-          f"speed-up {t_full / t_lazy:.1f}x")
+    print(
+        f"MC dropout S=20 B=256: lazy {t_lazy * 1e3:.1f} ms, replicated input {t_full * 1e3:.1f} ms, "
+        f"speed-up {t_full / t_lazy:.1f}x"
+    )
 
     ens = DeepEnsemble(lambda: LeNet(), num_members=5)
     members = [m.eval() for m in ens.members()]
     t_vmap = best_of(lambda: ens.logits(x))
     t_loop = best_of(lambda: torch.stack([m(x) for m in members]))
-    print(f"ensemble M=5 B=256: vmap {t_vmap * 1e3:.1f} ms, loop {t_loop * 1e3:.1f} ms, "
-          f"ratio loop/vmap {t_loop / t_vmap:.2f}x")
+    print(
+        f"ensemble M=5 B=256: vmap {t_vmap * 1e3:.1f} ms, loop {t_loop * 1e3:.1f} ms, "
+        f"ratio loop/vmap {t_loop / t_vmap:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ import time
 import torch
 
 from ualib.attribution import integrated_gradients
+from ualib.attribution.ua_backprop import ua_backprop
 from ualib.models import LeNet
 from ualib.posteriors import MCDropout
 from ualib.targets import uncertainty_target
-from ualib.ua_backprop import ua_backprop
 
 
 class EagerMCDropout(MCDropout):
@@ -90,9 +90,13 @@ def main() -> None:
     print(f"LeNet MC dropout, S={s}, B={b}, {source}, {torch.get_num_threads()} threads")
     print(f"  floor: {s} forward+backward passes  {t_floor:8.3f} s")
     print(f"  UA-Backprop (fast)                 {t_ua:8.3f} s   {t_ua / t_floor:5.2f}x the floor   (target <= 1.5x)")
-    print(f"  integrated gradients, 32 steps     {t_ig:8.3f} s   UA-Backprop is {t_ig / t_ua:6.1f}x faster (target >= 10x)")
+    print(
+        f"  integrated gradients, 32 steps     {t_ig:8.3f} s   UA-Backprop is {t_ig / t_ua:6.1f}x faster (target >= 10x)"
+    )
     print(f"  IG, 32 steps, no trunk sharing     {t_ig_eager:8.3f} s   UA-Backprop is {t_ig_eager / t_ua:6.1f}x faster")
-    print(f"  UA-Backprop, one image at a time   {t_loop:8.3f} s   UA-Backprop is {t_loop / t_ua:6.1f}x faster (target >= 10x)")
+    print(
+        f"  UA-Backprop, one image at a time   {t_loop:8.3f} s   UA-Backprop is {t_loop / t_ua:6.1f}x faster (target >= 10x)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def check_tensor(
     return x
 
 
-def check_probs(probs: object, name: str = "probs", *, ndim: int | Sequence[int] = 3, atol: float | None = None) -> torch.Tensor:
+def check_probs(
+    probs: object, name: str = "probs", *, ndim: int | Sequence[int] = 3, atol: float | None = None
+) -> torch.Tensor:
     """Check a tensor of categorical probabilities (last axis sums to one, entries in [0, 1])."""
     p = check_tensor(probs, name, ndim=ndim)
     if p.shape[-1] < 2:

@@ -21,7 +21,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_alpha, check_choice, check_positive_int, check_tensor
+from ualib._checks import check_alpha, check_choice, check_positive_int, check_tensor
 
 __all__ = [
     "EVIDENCE_KINDS",

@@ -54,16 +54,15 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import metrics
-from . import uncertainty as U
-from ._checks import check_choice, check_positive_int, check_tensor
-from .attribution.blur import gaussian_blur
-from .posteriors import Posterior, preserve_mode
-from .seeding import derive_seed, preserve_rng, seed_everything
-from .training import fit
+from ualib import metrics
+from ualib import uncertainty as U
+from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib.attribution.blur import gaussian_blur
+from ualib.posteriors import Posterior, preserve_mode
+from ualib.seeding import derive_seed, preserve_rng, seed_everything
+from ualib.training import fit
 
 __all__ = [
     "ATTENTION_MODES",

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_positive_int
+from ualib._checks import check_choice, check_positive_int
 
 __all__ = ["LeNet", "SmallCNN", "ResNet18", "MLP", "build_model", "MODEL_NAMES"]
 
@@ -25,7 +25,7 @@ MODEL_NAMES = ("lenet", "small_cnn", "resnet18", "mlp")
 
 def _conv(cin: int, cout: int, k: int, flipout: bool, **kw) -> nn.Module:
     if flipout:
-        from .layers.flipout import FlipoutConv2d
+        from ualib.layers.flipout import FlipoutConv2d
 
         return FlipoutConv2d(cin, cout, k, **kw)
     return nn.Conv2d(cin, cout, k, **kw)
@@ -33,7 +33,7 @@ def _conv(cin: int, cout: int, k: int, flipout: bool, **kw) -> nn.Module:
 
 def _linear(fin: int, fout: int, flipout: bool) -> nn.Module:
     if flipout:
-        from .layers.flipout import FlipoutLinear
+        from ualib.layers.flipout import FlipoutLinear
 
         return FlipoutLinear(fin, fout)
     return nn.Linear(fin, fout)

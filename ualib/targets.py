@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from . import uncertainty as U
-from ._checks import check_choice
-from .posteriors import Evidential, Posterior
+from ualib import uncertainty as U
+from ualib._checks import check_choice
+from ualib.posteriors import Evidential, Posterior
 
 __all__ = ["Target", "class_logit", "class_probability", "uncertainty_target", "evidential_target", "TARGET_KINDS"]
 
@@ -64,7 +64,9 @@ def class_probability(posterior: Posterior, cls: int | torch.Tensor, *, indices:
     return target
 
 
-def uncertainty_target(posterior: Posterior, kind: str = "epistemic", *, indices: Sequence[int] | None = None) -> Target:
+def uncertainty_target(
+    posterior: Posterior, kind: str = "epistemic", *, indices: Sequence[int] | None = None
+) -> Target:
     """Total, aleatoric or epistemic uncertainty, or the summed predictive variance, as ``x -> [B]``.
 
     See :func:`ualib.uncertainty.uncertainty` for the definitions (Depeweg et al. 2018).

@@ -2,8 +2,10 @@
 
 ``train(config, x, y)`` builds the posterior that ``config`` describes, and either loads its trained
 state from the cache or trains it and stores it. The cache key is a SHA-256 hash of the configuration,
-a fingerprint of the training data, the device type and the versions of torch, torchvision and
-ualib, so any change to any of them trains a new model. Entries are written atomically (a temporary
+a fingerprint of the training data, the device type, and everything else that changes the
+floating-point result of training (:func:`numerics`: thread count, CPU instruction set, the
+kernel-selecting environment variables, the versions of torch, torchvision and ualib), so any
+change to any of them trains a new model instead of loading weights trained under other numerics. Entries are written atomically (a temporary
 file, then ``os.replace``) and carry a checksum of their payload: a truncated or corrupted entry is
 reported and retrained, never loaded.
 """
@@ -26,14 +28,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from . import __version__
-from ._checks import check_choice, check_positive_int, check_tensor
-from ._paths import cache_dir as default_cache_dir
-from .models import build_model
-from .posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
-from .seeding import derive_seed, generator, preserve_rng, seed_everything
+from ualib import __version__
+from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._paths import cache_dir as default_cache_dir
+from ualib.models import build_model
+from ualib.posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
+from ualib.seeding import derive_seed, generator, preserve_rng, seed_everything
 
-__all__ = ["TrainConfig", "build_posterior", "fit", "train", "cache_key", "POSTERIOR_NAMES"]
+__all__ = ["TrainConfig", "build_posterior", "fit", "train", "cache_key", "numerics", "KERNEL_ENV", "POSTERIOR_NAMES"]
 
 POSTERIOR_NAMES = ("mc_dropout", "dropconnect", "ensemble", "flipout", "edl")
 
@@ -177,15 +179,40 @@ def _fingerprint(*tensors: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def cache_key(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: str | torch.device = "cpu") -> str:
-    """The SHA-256 cache key of a configuration, its training data, device type and library versions."""
+#: environment variables that select CPU kernels (and so change trained weights) without changing the code
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+def numerics() -> dict[str, Any]:
+    """What decides a training run's floating-point arithmetic besides the code and the data.
+
+    Training is bit-identical only for the same thread count (reductions are split across threads),
+    the same CPU instruction set (oneDNN and MKL pick kernels by ISA) and the same library versions;
+    on CUDA, the CUDA version and TF32 setting play that role. All of it is part of the cache key, so
+    two processes with different settings never share, or overwrite, a cached model.
+    """
     import torchvision
 
+    out: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
+        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "ualib": __version__},
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = {"version": torch.version.cuda, "tf32": torch.backends.cuda.matmul.allow_tf32}
+    return out
+
+
+def cache_key(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: str | torch.device = "cpu") -> str:
+    """The SHA-256 cache key of a configuration, its training data, the device type and the
+    :func:`numerics` of this process (thread count, CPU capability, kernel-selecting environment
+    variables, library versions)."""
     doc = {
         "config": config.to_dict(),
         "data": _fingerprint(x, y),
         "device": torch.device(device).type,
-        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "ualib": __version__},
+        "numerics": numerics(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -282,8 +309,13 @@ def train(
     if path is not None:
         buf = io.BytesIO()
         state = posterior.state_dict()
-        state = {k: (v.cpu() if isinstance(v, torch.Tensor) else {kk: vv.cpu() for kk, vv in v.items()}) for k, v in state.items()}
-        torch.save({"key": key, "config": json.dumps(config.to_dict(), default=str), "state": state, "history": history}, buf)
+        state = {
+            k: (v.cpu() if isinstance(v, torch.Tensor) else {kk: vv.cpu() for kk, vv in v.items()})
+            for k, v in state.items()
+        }
+        torch.save(
+            {"key": key, "config": json.dumps(config.to_dict(), default=str), "state": state, "history": history}, buf
+        )
         _write_atomic(path, buf.getvalue())
     posterior.module.eval()
     return posterior, {"cache_hit": False, "key": key, "history": history, "train_seconds": seconds}

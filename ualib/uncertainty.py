@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from ._checks import check_alpha, check_choice, check_probs
+from ualib._checks import check_alpha, check_choice, check_probs
 
 __all__ = [
     "UNCERTAINTY_KINDS",

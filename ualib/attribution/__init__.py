@@ -36,16 +36,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .blur import gaussian_blur
-from .fullgrad import FullGrad, FullGradDecomposition, fullgrad, fullgrad_saliency
-from .grad_cam import grad_cam
-from .gradient import gradient
-from .guided_backprop import guided_backprop, guided_relu
-from .input_x_gradient import input_x_gradient
-from .integrated_gradients import BASELINES, integrated_gradients
-from .lime import lime
-from .random import random_attribution
-from .smoothgrad import smoothgrad
+from ualib.attribution.blur import gaussian_blur
+from ualib.attribution.fullgrad import FullGrad, FullGradDecomposition, fullgrad, fullgrad_saliency
+from ualib.attribution.grad_cam import grad_cam
+from ualib.attribution.gradient import gradient
+from ualib.attribution.guided_backprop import guided_backprop, guided_relu
+from ualib.attribution.input_x_gradient import input_x_gradient
+from ualib.attribution.integrated_gradients import BASELINES, integrated_gradients
+from ualib.attribution.lime import lime
+from ualib.attribution.random import random_attribution
+from ualib.attribution.smoothgrad import smoothgrad
 
 __all__ = [
     "gradient",

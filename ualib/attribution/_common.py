@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from .._checks import check_positive_int, check_tensor
-from ..targets import Target
+from ualib._checks import check_positive_int, check_tensor
+from ualib.targets import Target
 
 __all__ = [
     "Target",

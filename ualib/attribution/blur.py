@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_tensor
-from ._common import check_nonnegative_float
+from ualib._checks import check_tensor
+from ualib.attribution._common import check_nonnegative_float
 
 __all__ = ["gaussian_blur", "gaussian_kernel1d"]
 

@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_positive_int
-from ..posteriors._base import preserve_mode
-from ._common import check_batch_size, check_input, chunks, forward_hooks
+from ualib._checks import check_positive_int
+from ualib.attribution._common import check_batch_size, check_input, chunks, forward_hooks
+from ualib.posteriors._base import preserve_mode
 
 __all__ = [
     "FullGrad",
@@ -231,7 +231,9 @@ def _check_weights(target: object, k: int, b: int, like: torch.Tensor) -> torch.
         if t.shape == (k,):
             t = t.expand(b, k)
         if t.shape != (b, k):
-            raise ValueError(f"float target weights must have shape [K]=[{k}] or [B, K]=[{b}, {k}], got {tuple(t.shape)}")
+            raise ValueError(
+                f"float target weights must have shape [K]=[{k}] or [B, K]=[{b}, {k}], got {tuple(t.shape)}"
+            )
         if not torch.isfinite(t).all():
             raise ValueError("target weights contain NaN or infinite values")
         return t.to(like.dtype)

@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Target, call_target, check_batch_size, check_input, check_target, chunks, forward_hooks
+from ualib.attribution._common import (
+    Target,
+    call_target,
+    check_batch_size,
+    check_input,
+    check_target,
+    chunks,
+    forward_hooks,
+)
 
 __all__ = ["grad_cam"]
 

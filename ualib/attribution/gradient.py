@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import Target, accumulate_gradients, check_batch_size, check_input, check_target
+from ualib.attribution._common import Target, accumulate_gradients, check_batch_size, check_input, check_target
 
 __all__ = ["gradient"]
 

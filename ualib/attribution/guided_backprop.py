@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ._common import (
+from ualib.attribution._common import (
     Target,
     accumulate_gradients,
     check_batch_size,

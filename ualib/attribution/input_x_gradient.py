@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import Target
-from .gradient import gradient
+from ualib.attribution._common import Target
+from ualib.attribution.gradient import gradient
 
 __all__ = ["input_x_gradient"]
 

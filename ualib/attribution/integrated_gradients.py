@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_positive_int, check_tensor
-from ._common import (
+from ualib._checks import check_positive_int, check_tensor
+from ualib.attribution._common import (
     Target,
     accumulate_gradients,
     check_batch_size,
@@ -14,7 +14,7 @@ from ._common import (
     check_target,
     evaluate,
 )
-from .blur import gaussian_blur
+from ualib.attribution.blur import gaussian_blur
 
 __all__ = ["integrated_gradients", "BASELINES"]
 

@@ -53,8 +53,8 @@ import torch
 from lime.lime_image import LimeImageExplainer
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-from .._checks import check_positive_int
-from ._common import Target, check_batch_size, check_input, check_nonnegative_float, check_target
+from ualib._checks import check_positive_int
+from ualib.attribution._common import Target, check_batch_size, check_input, check_nonnegative_float, check_target
 
 __all__ = ["lime", "grid_segmentation", "SEGMENTATIONS"]
 

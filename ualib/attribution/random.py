@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..seeding import generator
-from ._common import check_input
+from ualib.attribution._common import check_input
+from ualib.seeding import generator
 
 __all__ = ["random_attribution"]
 

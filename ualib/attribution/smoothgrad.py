@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_positive_int, check_tensor
-from ..seeding import generator
-from ._common import Target, accumulate_gradients, check_batch_size, check_input, check_nonnegative_float, check_target
+from ualib._checks import check_positive_int, check_tensor
+from ualib.attribution._common import (
+    Target,
+    accumulate_gradients,
+    check_batch_size,
+    check_input,
+    check_nonnegative_float,
+    check_target,
+)
+from ualib.seeding import generator
 
 __all__ = ["smoothgrad"]
 

@@ -30,13 +30,13 @@ import pathlib
 
 from torchvision.datasets import EMNIST
 
-from .._checks import check_choice, check_positive_int
-from . import _images, _tables
-from ._resolve import Context
-from ._store import data_root as _data_root
-from ._store import mirror_dir, offline_env
-from ._transforms import resize, to_grayscale, to_unit_float
-from ._types import ChecksumError, Dataset, DatasetNotFoundError
+from ualib._checks import check_choice, check_positive_int
+from ualib.data import _images, _tables
+from ualib.data._resolve import Context
+from ualib.data._store import data_root as _data_root
+from ualib.data._store import mirror_dir, offline_env
+from ualib.data._transforms import resize, to_grayscale, to_unit_float
+from ualib.data._types import ChecksumError, Dataset, DatasetNotFoundError
 
 __all__ = ["Dataset", "DatasetNotFoundError", "ChecksumError", "load", "data_root", "available"]
 

@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10, EMNIST, MNIST, FashionMNIST, Omniglot
 
-from . import _store
-from ._resolve import Context, Source, ensure, not_found, relpaths_under
-from ._torchvision import CIFAR10Subset, CIFAR10Verified, FER2013Any, NotMNIST, OmniglotFolder
-from ._transforms import take
-from ._types import ChecksumError, DatasetNotFoundError
+from ualib.data import _store
+from ualib.data._resolve import Context, Source, ensure, not_found, relpaths_under
+from ualib.data._torchvision import CIFAR10Subset, CIFAR10Verified, FER2013Any, NotMNIST, OmniglotFolder
+from ualib.data._transforms import take
+from ualib.data._types import ChecksumError, DatasetNotFoundError
 
 __all__ = [
     "IDXSource",

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _store
-from ._types import ChecksumError, DatasetNotFoundError
+from ualib.data import _store
+from ualib.data._types import ChecksumError, DatasetNotFoundError
 
 __all__ = ["Context", "Source", "ensure", "not_found"]
 

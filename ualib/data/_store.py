@@ -32,8 +32,8 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from .._paths import repo_root
-from ._types import ChecksumError
+from ualib._paths import repo_root
+from ualib.data._types import ChecksumError
 
 __all__ = [
     "ENV_ROOT",

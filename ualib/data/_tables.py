@@ -11,9 +11,9 @@ import torch
 from sklearn.datasets import fetch_california_housing, load_digits
 from sklearn.model_selection import train_test_split
 
-from . import _store
-from ._resolve import Context, Source, ensure
-from ._transforms import take
+from ualib.data import _store
+from ualib.data._resolve import Context, Source, ensure
+from ualib.data._transforms import take
 
 __all__ = [
     "CaliforniaSource",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .flipout import (
+from ualib.layers.flipout import (
     FlipoutConv2d,
     FlipoutLayer,
     FlipoutLinear,

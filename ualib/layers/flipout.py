@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .._checks import check_positive_int
+from ualib._checks import check_positive_int
 
 __all__ = [
     "FlipoutLayer",
@@ -328,8 +328,7 @@ class FlipoutLinear(FlipoutLayer):
             raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
-                f"input must have shape [*, {self.in_features}] (in_features on the last axis), "
-                f"got {tuple(x.shape)}"
+                f"input must have shape [*, {self.in_features}] (in_features on the last axis), got {tuple(x.shape)}"
             )
         return x
 

@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-from ._base import Posterior, preserve_mode
-from .bayes_by_backprop import BayesByBackprop
-from .dropconnect import DropConnect
-from .ensemble import DeepEnsemble
-from .evidential import Evidential
-from .mc_dropout import MCDropout, dropout_modules
+from ualib.posteriors._base import Posterior, preserve_mode
+from ualib.posteriors.bayes_by_backprop import BayesByBackprop
+from ualib.posteriors.dropconnect import DropConnect
+from ualib.posteriors.ensemble import DeepEnsemble
+from ualib.posteriors.evidential import Evidential
+from ualib.posteriors.mc_dropout import MCDropout, dropout_modules
 
 __all__ = [
     "Posterior",

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .._checks import check_choice, check_positive_int, check_tensor
+from ualib._checks import check_choice, check_positive_int, check_tensor
 
 __all__ = ["Posterior", "preserve_mode", "TASKS"]
 
@@ -191,7 +191,7 @@ class Posterior(abc.ABC):
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state)
 
-    def to(self, device: str | torch.device) -> "Posterior":
+    def to(self, device: str | torch.device) -> Posterior:
         self.module.to(device)
         return self
 

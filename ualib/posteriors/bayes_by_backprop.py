@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..layers.flipout import flipout_modules, kl_divergence
-from ..seeding import generator
-from ._base import Posterior
+from ualib.layers.flipout import flipout_modules, kl_divergence
+from ualib.posteriors._base import Posterior
+from ualib.seeding import generator
 
 __all__ = ["BayesByBackprop"]
 
@@ -71,7 +71,10 @@ class BayesByBackprop(Posterior):
         eps = {}
         for name, mod in self._layers:
             shape = mod.weight_eps.shape
-            draws = [torch.randn(shape, generator=generator(self.seed, "flipout", i, name), dtype=torch.float64) for i in indices]
+            draws = [
+                torch.randn(shape, generator=generator(self.seed, "flipout", i, name), dtype=torch.float64)
+                for i in indices
+            ]
             key = f"{name}.weight_eps" if name else "weight_eps"
             eps[key] = torch.stack(draws).to(device=mod.weight_eps.device, dtype=mod.weight_eps.dtype)
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..seeding import generator
-from ._base import Posterior
+from ualib.posteriors._base import Posterior
+from ualib.seeding import generator
 
 __all__ = ["DropConnect"]
 
@@ -87,7 +87,9 @@ class DropConnect(Posterior):
 
     def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
         params = dict(self._model.named_parameters())
-        stacked = {n: torch.stack([params[n] * self._mask(i, n, params[n]) for i in indices]) for n in self.weight_names}
+        stacked = {
+            n: torch.stack([params[n] * self._mask(i, n, params[n]) for i in indices]) for n in self.weight_names
+        }
 
         def one(weights: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
             return functional_call(self._model, weights, (inp,), strict=False)

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..seeding import derive_seed, preserve_rng
-from ._base import Posterior
+from ualib.posteriors._base import Posterior
+from ualib.seeding import derive_seed, preserve_rng
 
 __all__ = ["DeepEnsemble"]
 
@@ -123,7 +123,7 @@ class DeepEnsemble(Posterior):
             for k, v in state["buffers"].items():
                 self._buffers[k].copy_(v)
 
-    def to(self, device: str | torch.device) -> "DeepEnsemble":
+    def to(self, device: str | torch.device) -> DeepEnsemble:
         self._params = {k: v.detach().to(device).requires_grad_(True) for k, v in self._params.items()}
         self._buffers = {k: v.to(device) for k, v in self._buffers.items()}
         return self

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_choice
-from ..evidential import dirichlet_from_logits, edl_loss
-from ._base import Posterior, preserve_mode
+from ualib._checks import check_choice
+from ualib.evidential import dirichlet_from_logits, edl_loss
+from ualib.posteriors._base import Posterior, preserve_mode
 
 __all__ = ["Evidential"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..seeding import generator
-from ._base import Posterior
+from ualib.posteriors._base import Posterior
+from ualib.seeding import generator
 
 __all__ = ["MCDropout", "dropout_modules"]
 

@@ -1,0 +1,334 @@
+"""Open every page of the built HTML book in headless Chromium and check that it renders, offline.
+
+Used by ``tests/test_browser.py`` (on a ``tiny`` build) and by ``python -m compendium.book build`` (on the
+book it has just built). Debian's Chromium (``/usr/bin/chromium``) is driven by Playwright's Python
+package with ``executable_path``; Playwright never downloads a browser. The book is served by a local
+``http.server`` thread on 127.0.0.1, and every request to any other host is recorded and aborted, so
+nothing leaves the machine while the pages load.
+
+Per page it checks:
+
+- no error output: no notebook error / traceback / stderr output areas, no Sphinx ``system-message``
+  or ``problematic`` nodes, no "Traceback (most recent call last)" in the text, no JavaScript error;
+- every ``<img>`` loaded (``naturalWidth > 0``) and no local request failed or answered >= 400;
+- maths typeset: every ``.math`` element holds a MathJax ``mjx-container`` and none an ``mjx-merror``;
+- every internal link resolves: its file exists and its ``#anchor``, if any, is an ``id`` in that file;
+- no request to a host other than 127.0.0.1 / localhost (a CDN, a font service, ...).
+
+and saves a screenshot of the first screen (1280 x 900) of every page under ``book/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import http.server
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+__all__ = ["CHROMIUM_ARGS", "PageReport", "BookReport", "find_chromium", "book_pages", "check_book"]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_VIEWPORT = {"width": 1280, "height": 900}
+
+# evaluated in each page once it has loaded: waits for MathJax and for every image, then reports
+_INSPECT = """
+async () => {
+  const imgs = Array.from(document.images);
+  imgs.forEach(i => { i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const count = s => document.querySelectorAll(s).length;
+  const maths = Array.from(document.querySelectorAll('.math'));
+  const main = document.querySelector('main') || document.body;
+  return {
+    errors: {
+      'notebook error / traceback output': count('.output.traceback, .output.error, .cell_output .traceback'),
+      'stderr output': count('.output.stderr'),
+      'Sphinx system message': count('.system-message'),
+      'unresolved reference (problematic)': count('.problematic'),
+      'text "Traceback (most recent call last)"':
+        (document.body.innerText.match(/Traceback \\(most recent call last\\)/g) || []).length,
+    },
+    images: imgs.length,
+    brokenImages: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
+    maths: maths.length,
+    untypeset: maths.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 80)),
+    texErrors: Array.from(document.querySelectorAll('mjx-merror')).map(e => e.textContent.slice(0, 80)),
+    mjx: count('mjx-container'),
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    textLength: main.innerText.trim().length,
+  };
+}
+"""
+
+
+def find_chromium() -> str | None:
+    """Path of the Chromium to drive: ``UALIB_CHROMIUM``, else ``/usr/bin/chromium``, else ``chromium``
+    on the PATH; ``None`` when there is none."""
+    for candidate in (os.environ.get("UALIB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def book_pages(html_dir: str | os.PathLike) -> list[str]:
+    """Every HTML page of a build, as paths relative to ``html_dir`` (POSIX), leaving out Sphinx's
+    asset folders (``_static``, ``_sources``, ``_images``, ...)."""
+    root = Path(html_dir)
+    pages = [p.relative_to(root).as_posix() for p in root.rglob("*.html")]
+    return sorted(p for p in pages if not p.split("/")[0].startswith("_"))
+
+
+@dataclass
+class PageReport:
+    """What one page showed: ``problems`` is empty when it rendered correctly."""
+
+    page: str
+    problems: list[str] = field(default_factory=list)
+    images: int = 0
+    maths: int = 0
+    links: int = 0
+    screenshot: Path | None = None
+
+
+@dataclass
+class BookReport:
+    """All pages of a build; ``external_requests`` lists every URL a page tried to load from another
+    host (all were aborted)."""
+
+    html_dir: Path
+    pages: list[PageReport]
+    external_requests: list[str]
+    screenshot_dir: Path | None
+    seconds: float
+
+    @property
+    def problems(self) -> list[str]:
+        out = [f"{p.page}: {msg}" for p in self.pages for msg in p.problems]
+        out += [f"request to another host (aborted): {url}" for url in self.external_requests]
+        return out
+
+    def summary(self) -> str:
+        shots = sum(p.screenshot is not None for p in self.pages)
+        text = (
+            f"{len(self.pages)} pages checked in headless Chromium in {self.seconds:.0f} s: "
+            f"{sum(p.images for p in self.pages)} images, {sum(p.maths for p in self.pages)} maths elements, "
+            f"{sum(p.links for p in self.pages)} internal links, {len(self.external_requests)} requests "
+            f"to other hosts, {len(self.problems)} problems"
+        )
+        if self.screenshot_dir is not None:
+            text += f"; {shots} screenshots in {self.screenshot_dir}"
+        return text
+
+
+class _Ids(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.refresh: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name"):
+            if a.get(key):
+                self.ids.add(a[key])
+        if tag == "meta" and (a.get("http-equiv") or "").lower() == "refresh":
+            m = re.search(r"url=(.+)$", a.get("content") or "", re.I)
+            self.refresh = m.group(1).strip("'\" ") if m else None
+
+
+@functools.cache
+def _parse(path: Path) -> _Ids:
+    parser = _Ids()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return parser
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+def _resolve(html_dir: Path, url: str, base: str) -> tuple[Path | None, str]:
+    """File and fragment an internal URL points to (``None`` for an external or non-file URL)."""
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or u.hostname not in _LOCAL_HOSTS or not url.startswith(base):
+        return None, ""
+    target = html_dir / unquote(u.path).lstrip("/")
+    if u.path.endswith("/") or target.is_dir():
+        target = target / "index.html"
+    return target, unquote(u.fragment)
+
+
+def check_book(
+    html_dir: str | os.PathLike,
+    screenshot_dir: str | os.PathLike | None = None,
+    *,
+    chromium: str | None = None,
+    timeout_s: float = 60.0,
+    progress: bool = False,
+) -> BookReport:
+    """Open every page of the HTML build ``html_dir`` in headless Chromium and check that it renders.
+
+    Parameters
+    ----------
+    html_dir
+        The build's HTML folder (``_build/html``).
+    screenshot_dir
+        Where to save ``<folder>_<page>.png`` (``chapters_02_ua_backprop.png``, ``intro.png``), the first screen (1280 x 900) of every page under ``book/``;
+        ``None``: no screenshots. Created if missing.
+    chromium
+        The browser executable; default :func:`find_chromium`.
+    timeout_s
+        Limit for loading one page, MathJax and its images included.
+    progress
+        Print one line per page.
+
+    Returns
+    -------
+    BookReport
+        One :class:`PageReport` per page, the aborted requests to other hosts, and its ``problems``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``html_dir`` has no ``index.html`` or no Chromium is found.
+    """
+    from playwright.sync_api import sync_playwright
+
+    html = Path(html_dir).resolve()
+    if not (html / "index.html").is_file():
+        raise FileNotFoundError(f"{html} is not an HTML build: it has no index.html")
+    exe = chromium or find_chromium()
+    if exe is None:
+        raise FileNotFoundError("no Chromium: install Debian's (apt-get install -y chromium) or set UALIB_CHROMIUM")
+    shots = Path(screenshot_dir).resolve() if screenshot_dir is not None else None
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+    _parse.cache_clear()
+
+    t0 = time.perf_counter()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(html)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    external: list[str] = []
+    reports: list[PageReport] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="ualib-chromium-") as profile, sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                profile,
+                executable_path=exe,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport=_VIEWPORT,
+                service_workers="block",
+            )
+            try:
+
+                def route(r):
+                    u = urlsplit(r.request.url)
+                    if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in _LOCAL_HOSTS:
+                        external.append(r.request.url)
+                        r.abort()
+                    else:
+                        r.continue_()
+
+                context.route("**/*", route)
+                page = context.new_page()
+                current: list[str] = []
+                page.on("pageerror", lambda e: current.append(f"JavaScript error: {e}"))
+                page.on(
+                    "console",
+                    lambda m: current.append(f"console error: {m.text}") if m.type == "error" else None,
+                )
+                page.on(
+                    "requestfailed",
+                    lambda r: (
+                        current.append(f"request failed: {r.url} ({r.failure})")
+                        if urlsplit(r.url).hostname in _LOCAL_HOSTS
+                        else None
+                    ),
+                )
+                page.on(
+                    "response",
+                    lambda r: current.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
+                )
+                for name in book_pages(html):
+                    reports.append(_check_page(page, html, base, name, current, shots, timeout_s))
+                    if progress:
+                        rep = reports[-1]
+                        print(f"  {name}: {'ok' if not rep.problems else f'{len(rep.problems)} problems'}", flush=True)
+            finally:
+                context.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return BookReport(html, reports, external, shots, time.perf_counter() - t0)
+
+
+def _check_page(
+    page, html: Path, base: str, name: str, current: list[str], shots: Path | None, timeout_s: float
+) -> PageReport:
+    rep = PageReport(name)
+    redirect = _parse(html / name).refresh
+    if redirect is not None:  # index.html: a meta refresh to the first page; check where it points
+        target, _ = _resolve(html, urljoin(base + name, redirect), base)
+        if target is None or not target.is_file():
+            rep.problems.append(f"redirects to a missing page {redirect!r}")
+        return rep
+    current.clear()
+    response = page.goto(base + name, wait_until="load", timeout=timeout_s * 1000)
+    if response is None or response.status != 200:
+        rep.problems.append(f"answered {None if response is None else response.status}")
+        return rep
+    info = page.evaluate(_INSPECT)
+    for what, n in info["errors"].items():
+        if n:
+            rep.problems.append(f"{n} x {what}")
+    rep.images = info["images"]
+    rep.problems += [f"image did not load: {src}" for src in info["brokenImages"]]
+    rep.maths = info["maths"]
+    rep.problems += [f"maths not typeset: {text!r}" for text in info["untypeset"]]
+    rep.problems += [f"TeX error: {text!r}" for text in info["texErrors"]]
+    if info["maths"] and not info["mjx"]:
+        rep.problems.append("the page has maths but MathJax typeset nothing")
+    if info["textLength"] < 20:
+        rep.problems.append("the page shows (almost) no text")
+    checked = set()
+    for url in info["links"]:
+        target, fragment = _resolve(html, url, base)
+        if target is None or (target, fragment) in checked:
+            continue
+        checked.add((target, fragment))
+        if not target.is_file():
+            rep.problems.append(f"broken link {url[len(base) :]!r}: no such file")
+        elif fragment and target.suffix == ".html" and fragment not in _parse(target).ids:
+            rep.problems.append(f"broken link {url[len(base) :]!r}: no anchor #{fragment} in {target.name}")
+    rep.links = len(checked)
+    if shots is not None and name.startswith("book/"):
+        # chapters/04_uam and prefaces/04_uam share a stem: name the shot by its folder too
+        rep.screenshot = shots / (Path(name).relative_to("book").with_suffix("").as_posix().replace("/", "_") + ".png")
+        page.screenshot(path=str(rep.screenshot))
+    rep.problems[:0] = current  # JavaScript errors and failed requests logged while the page was open
+    return rep

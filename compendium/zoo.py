@@ -1,0 +1,238 @@
+"""The compendium's standard trained models, described once so chapters share cached weights.
+
+Chapters that train "the MC dropout / ensemble / EDL digit classifiers" call
+:func:`digit_classifiers` with their profile's parameters; identical configurations have identical
+cache keys (:mod:`ualib.training`), so a model trained by one chapter is loaded by the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ualib import data as _data
+from ualib._checks import check_positive_int
+from ualib.data import shift
+from ualib.training import TrainConfig
+
+__all__ = [
+    "digit_classifiers",
+    "evidential_classifier",
+    "cifar_classifiers",
+    "explorer_classifiers",
+    "explorer_images",
+    "uq_configs",
+]
+
+
+def digit_classifiers(
+    *,
+    dataset: str,
+    in_size: int,
+    epochs: Mapping[str, int],
+    batch_size: int,
+    num_samples: int,
+    dropout: float,
+    seed: int,
+    num_members: int = 5,
+) -> dict[str, TrainConfig]:
+    """LeNet-style MC dropout, deep ensemble and EDL (softplus evidence, log loss) for 1-channel digits.
+
+    ``epochs`` maps ``"mc_dropout"``, ``"ensemble"`` and ``"edl"`` to their epoch counts; a posterior
+    missing from it is left out.
+    """
+    common = dict(dataset=f"{dataset}/train", model="lenet", batch_size=batch_size, seed=seed)
+    arch = dict(in_channels=1, in_size=in_size, num_classes=10, dropout=dropout)
+    specs = {
+        "MC dropout": ("mc_dropout", arch, {"num_samples": num_samples}),
+        "deep ensemble": ("ensemble", arch, {"num_members": num_members}),
+        "EDL": ("edl", {**arch, "dropout": 0.0}, {"evidence": "softplus", "loss": "log"}),
+    }
+    return {
+        name: TrainConfig(**common, model_kwargs=mk, posterior=post, posterior_kwargs=pk, epochs=epochs[post])
+        for name, (post, mk, pk) in specs.items()
+        if post in epochs
+    }
+
+
+def evidential_classifier(
+    *,
+    dataset: str,
+    in_size: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    anneal_epochs: int,
+    seed: int,
+    in_channels: int = 1,
+    model: str = "lenet",
+    width: int | None = None,
+) -> TrainConfig:
+    """The evidential CNN of the UAM chapter: BatchNorm, no dropout, ReLU evidence, MSE loss with KL annealing.
+
+    ReLU evidence keeps the evidence piecewise linear, so FullGrad decomposes it exactly (METHODS §5.2).
+    """
+    arch = dict(in_channels=in_channels, in_size=in_size, num_classes=10, dropout=0.0, batchnorm=True)
+    if width is not None:
+        arch["width"] = width
+    return TrainConfig(
+        dataset=f"{dataset}/train",
+        model=model,
+        model_kwargs=arch,
+        posterior="edl",
+        posterior_kwargs={"evidence": "relu", "loss": "mse", "anneal_epochs": anneal_epochs},
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
+
+
+def cifar_classifiers(
+    *, epochs: int, batch_size: int, num_samples: int, dropout: float, seed: int, width: int = 32
+) -> dict[str, TrainConfig]:
+    """A small VGG-style CNN with BatchNorm and MC dropout for 32x32 colour images (CIFAR-10)."""
+    return {
+        "MC dropout": TrainConfig(
+            dataset="cifar10/train",
+            model="small_cnn",
+            model_kwargs=dict(in_channels=3, in_size=32, num_classes=10, width=width, dropout=dropout, batchnorm=True),
+            posterior="mc_dropout",
+            posterior_kwargs={"num_samples": num_samples},
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+        )
+    }
+
+
+def explorer_classifiers(
+    *,
+    dataset: str,
+    in_size: int,
+    epochs: Mapping[str, int],
+    batch_size: int,
+    num_samples: int,
+    dropout: float,
+    seed: int,
+    num_members: int = 5,
+    dropconnect_p: float = 0.2,
+    flipout_kl_weight: float | None = None,
+) -> dict[str, TrainConfig]:
+    """Training configurations of the explorer's posteriors.
+
+    MC dropout, the deep ensemble and EDL come from :func:`compendium.zoo.digit_classifiers` (identical
+    parameters give identical cache keys, so they load the models of chapters 1 and 2); MC DropConnect
+    (drop probability ``dropconnect_p``, no dropout layers) and Bayes-by-backprop with Flipout layers
+    (no dropout; KL weight ``flipout_kl_weight``, default ``1 / N``, the per-example ELBO) are added
+    for ``epochs["dropconnect"]`` and ``epochs["flipout"]``; with the defaults they equal the
+    DropConnect and Flipout configurations of :func:`ualib.attribution.explanation_uncertainty.uq_configs` for
+    the same LeNet, so they share its cached weights. A posterior missing from ``epochs`` is left out.
+    """
+    configs = digit_classifiers(
+        dataset=dataset,
+        in_size=in_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        num_samples=num_samples,
+        num_members=num_members,
+        dropout=dropout,
+        seed=seed,
+    )
+    common = dict(dataset=f"{dataset}/train", model="lenet", batch_size=batch_size, seed=seed)
+    arch = dict(in_channels=1, in_size=in_size, num_classes=10, dropout=0.0)
+    extra = {
+        "DropConnect": ("dropconnect", {"num_samples": num_samples, "p": dropconnect_p}),
+        "Flipout": ("flipout", {"num_samples": num_samples}),
+    }
+    if flipout_kl_weight is not None:  # only when set, so the default keeps the shared cache key
+        extra["Flipout"][1]["kl_weight"] = flipout_kl_weight
+    for name, (post, pk) in extra.items():
+        if post in epochs:
+            configs[name] = TrainConfig(
+                **common, model_kwargs=arch, posterior=post, posterior_kwargs=pk, epochs=epochs[post]
+            )
+    return configs
+
+
+def explorer_images(
+    dataset: str, in_size: int, n: int, *, seed: int = 0
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor | None]]:
+    """The explorer's image sources, ``n`` images each, ``[n, 1, in_size, in_size]`` in ``[0, 1]``.
+
+    ``"test digits"`` (the first ``n`` test images of ``dataset``, with their labels), and three
+    out-of-distribution sets without labels: ``"notMNIST"`` letters, ``"Omniglot"`` characters
+    (inverted to bright strokes on black, as MNIST) and ``"uniform noise"``. Returns ``(images,
+    labels)``.
+    """
+    check_positive_int(n, "n")
+    test = _data.load(dataset, "test", size=in_size)
+    images = {
+        "test digits": test.x[:n],
+        "notMNIST": shift.take(_data.load("notmnist", "test", size=in_size).x, n, seed),
+        "Omniglot": shift.take(
+            shift.to_mnist_style(_data.load("omniglot", "evaluation", n=max(200, 2 * n)).x, in_size, invert=True),
+            n,
+            seed,
+        ),
+        "uniform noise": shift.uniform_noise(n, (1, in_size, in_size), seed),
+    }
+    labels: dict[str, torch.Tensor | None] = {name: None for name in images}
+    labels["test digits"] = test.y[:n]
+    return images, labels
+
+
+def uq_configs(
+    *,
+    dataset: str,
+    model: str,
+    model_kwargs: dict,
+    epochs: dict[str, int],
+    batch_size: int,
+    num_samples: int,
+    num_members: int = 5,
+    dropout: float = 0.3,
+    dropconnect_p: float = 0.2,
+    flipout_kl_weight: float | None = None,
+    lr: float = 1e-3,
+    seed: int = 0,
+    task: str = "classification",
+) -> dict[str, TrainConfig]:
+    """The four uncertainty methods of the paper as :class:`~ualib.training.TrainConfig` s.
+
+    ``"MC dropout"`` (dropout ``dropout`` in the network), ``"MC DropConnect"`` (no dropout, weights
+    dropped with ``dropconnect_p``), ``"deep ensemble"`` (``num_members`` members with dropout, as in
+    :func:`compendium.zoo.digit_classifiers`, whose configurations these equal for the same arguments, so
+    they share its cached weights) and ``"Flipout"`` (no dropout, mean-field Gaussian weights).
+    ``epochs`` maps the posterior names ``mc_dropout``, ``dropconnect``, ``ensemble``, ``flipout`` to
+    epoch counts; ``task="regression"`` builds one-output regressors. ``flipout_kl_weight`` overrides
+    the ELBO's KL weight ``1 / N``: with a few thousand training images and tens of thousands of
+    weights the full KL outweighs the data term and Flipout's weights collapse to the prior (chance
+    accuracy on the digits); a smaller weight is the usual tempered ELBO [INF].
+    """
+    reg = {"task": task} if task != "classification" else {}
+    arch = dict(model_kwargs, dropout=dropout)
+    plain = dict(model_kwargs, dropout=0.0)
+    specs = {
+        "MC dropout": ("mc_dropout", arch, {"num_samples": num_samples, **reg}),
+        "MC DropConnect": ("dropconnect", plain, {"num_samples": num_samples, "p": dropconnect_p, **reg}),
+        "deep ensemble": ("ensemble", arch, {"num_members": num_members, **reg}),
+        "Flipout": (
+            "flipout",
+            plain,
+            {
+                "num_samples": num_samples,
+                **reg,
+                **({} if flipout_kl_weight is None else {"kl_weight": flipout_kl_weight}),
+            },
+        ),
+    }
+    common = dict(dataset=dataset, model=model, batch_size=batch_size, seed=seed)
+    if lr != 1e-3:
+        common["lr"] = lr
+    return {
+        name: TrainConfig(**common, model_kwargs=mk, posterior=post, posterior_kwargs=pk, epochs=epochs[post])
+        for name, (post, mk, pk) in specs.items()
+        if post in epochs
+    }

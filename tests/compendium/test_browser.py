@@ -1,0 +1,202 @@
+"""The built book, opened in a browser: every chapter executed in the tiny profile, the HTML built with
+warnings as errors, and every page opened in headless Chromium with no network (compendium.browser).
+
+Chromium is Debian's (/usr/bin/chromium), driven by Playwright's Python package. Locally a missing
+browser skips the browser tests; in CI (CI=true) it fails them. Screenshots of every page's first
+screen are written to _build/screenshots/tiny/.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from compendium.book import build_html, chapters, run_chapter, vendor_assets
+from compendium.browser import book_pages, check_book, find_chromium
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "_build" / "screenshots" / "tiny"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# 1 x 1 PNG
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
+)
+
+
+def _browser() -> str:
+    """Chromium's path; skips (locally) or fails (CI) when Chromium or Playwright is missing."""
+    missing = []
+    exe = find_chromium()
+    if exe is None:
+        missing.append("no Chromium at /usr/bin/chromium (apt-get install -y --no-install-recommends chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("Playwright's Python package is not installed (pip install -e '.[test]')")
+    if missing:
+        if IN_CI:
+            pytest.fail("the browser test must run in CI: " + "; ".join(missing))
+        pytest.skip("; ".join(missing))
+    return exe
+
+
+def _mathjax(root: Path) -> Path:
+    """MathJax from book/node_modules (npm ci of the committed lock); in CI a failure, locally a skip
+    when npm cannot install it."""
+    try:
+        return vendor_assets(root)[0]
+    except RuntimeError as err:
+        if IN_CI:
+            raise
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def tiny_book(tmp_path_factory):
+    """Every chapter executed in the tiny profile into a scratch copy of the book, and its HTML."""
+    es5 = _mathjax(ROOT)
+    scratch = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, scratch / name)
+    shutil.copytree(ROOT / "book", scratch / "book", ignore=shutil.ignore_patterns("chapters", "node_modules"))
+    (scratch / "book" / "node_modules").symlink_to(es5.parents[1], target_is_directory=True)
+    out = scratch / "book" / "chapters"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UALIB_RESULTS", str(scratch / "results"))
+        for name in chapters(ROOT):
+            _, hit = run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False)
+            assert not hit
+        html = build_html(scratch, builddir=scratch)
+        yield {"root": scratch, "html": html, "chapters": out, "results": scratch / "results"}
+
+
+@pytest.mark.slow
+def test_book_builds_without_warnings(tiny_book, monkeypatch):
+    """`jupyter-book build -W` succeeded (the fixture); every chapter wrote its results, its page has
+    figures and no error output, and the execution cache is used when nothing changed."""
+    html, results = tiny_book["html"], tiny_book["results"]
+    assert (html / "index.html").is_file()
+    for name in chapters(ROOT):
+        doc = json.loads((results / "tiny" / f"{name}.json").read_text())
+        assert doc["chapter"] == name and doc["profile"] == "tiny" and doc["claims"]
+        page = (html / "book" / "chapters" / f"{name}.html").read_text()
+        assert "Traceback (most recent call last)" not in page
+        assert 'class="output traceback"' not in page and 'class="output stderr"' not in page
+        assert "<img" in page  # figures made it into the page
+        # launch buttons open the committed source notebook, which exists; the download is local
+        for url in re.findall(r'href="(https://mybinder\.org/[^"]+|https://colab\.research\.google\.com/[^"]+)"', page):
+            assert url.endswith(f"notebooks/{name}.ipynb"), url
+            assert (ROOT / "notebooks" / f"{name}.ipynb").is_file()
+        assert f'href="../../_sources/book/chapters/{name}.ipynb"' in page
+    # nothing changed: the execution cache is used; a missing results file forces a re-run
+    monkeypatch.setenv("UALIB_RESULTS", str(results))
+    name, out = chapters(ROOT)[0], tiny_book["chapters"]
+    assert run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
+    (results / "tiny" / f"{name}.json").unlink()
+    assert not run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
+
+
+@pytest.mark.slow
+def test_built_html_names_no_cdn(tiny_book):
+    """No page or stylesheet of the build refers to a script, style, font or image on another host
+    (links to papers, Binder and the repository are fine: a reader follows them, the page does not)."""
+    html = tiny_book["html"]
+    remote = re.compile(
+        r"<(?:script|img|iframe|source|embed)\b[^>]*\bsrc=[\"'](?:https?:)?//"
+        r"|<link\b[^>]*\bhref=[\"'](?:https?:)?//"
+        r"|url\([\"']?(?:https?:)?//"
+        r"|unpkg\.com|cdn\.jsdelivr\.net|cdnjs\.cloudflare\.com|fonts\.googleapis\.com",
+        re.I,
+    )
+    offenders = []
+    for path in sorted(html.rglob("*")):
+        if path.suffix in (".html", ".css") and not path.is_relative_to(html / "_static" / "mathjax"):
+            text = path.read_text(errors="replace")
+            offenders += [f"{path.relative_to(html)}: {m.group(0)}" for m in remote.finditer(text)]
+    assert offenders == []
+    assert (html / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    first = (html / "book" / "chapters" / f"{chapters(ROOT)[0]}.html").read_text()
+    assert 'src="../../_static/mathjax/tex-mml-chtml.js' in first
+
+
+@pytest.mark.slow
+def test_every_page_renders_offline_in_chromium(tiny_book, capsys):
+    """Every page of the build opens in headless Chromium with no request leaving the machine, shows no
+    error, loads its images, typesets its maths and has no broken internal link."""
+    exe = _browser()
+    html = tiny_book["html"]
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    report = check_book(html, SHOTS, chromium=exe)
+    with capsys.disabled():
+        print(f"\n[browser] {report.summary()}")
+    assert report.problems == []
+    pages = {p.page for p in report.pages}
+    assert pages == set(book_pages(html))
+    for name in chapters(ROOT):
+        page = next(p for p in report.pages if p.page == f"book/chapters/{name}.html")
+        assert page.images > 0, page  # every chapter shows figures
+        assert page.screenshot is not None and page.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sum(p.maths for p in report.pages) > 0  # MathJax had something to typeset
+    assert report.external_requests == []
+
+
+def _site(root: Path, mathjax: Path) -> Path:
+    """A two-page site: one page that renders, one with every defect the browser check looks for."""
+    html = root / "html"
+    (html / "book" / "img").mkdir(parents=True)
+    (html / "_static").mkdir()
+    (html / "_static" / "mathjax").symlink_to(mathjax, target_is_directory=True)
+    (html / "book" / "img" / "pixel.png").write_bytes(PIXEL)
+    (html / "index.html").write_text('<meta http-equiv="refresh" content="0; url=book/good.html" />')
+    head = '<script>window.MathJax = {}</script><script defer src="../_static/mathjax/tex-mml-chtml.js"></script>'
+    (html / "book" / "good.html").write_text(
+        f"<html><head>{head}</head><body><main><h1 id='top'>A page that renders</h1>"
+        "<p>Inline maths <span class='math'>\\(x^2 + 1\\)</span> and an image <img src='img/pixel.png'>.</p>"
+        "<a href='#top'>up</a> <a href='bad.html#section'>the other page</a> "
+        "<a href='https://example.invalid/paper'>a paper (not followed)</a></main></body></html>"
+    )
+    (html / "book" / "bad.html").write_text(
+        "<html><head><script src='https://cdn.example.invalid/lib.js'></script></head><body><main>"
+        "<h2 id='section'>A page with every defect</h2>"
+        "<p>Maths nobody typesets: <span class='math'>\\(y\\)</span>.</p><img src='img/missing.png'>"
+        "<a href='good.html#nowhere'>missing anchor</a> <a href='gone.html'>missing page</a>"
+        "<div class='output traceback'><pre>Traceback (most recent call last):\nValueError</pre></div>"
+        "<div class='system-message'>Unknown directive</div>"
+        "<script>notDefinedAnywhere()</script></main></body></html>"
+    )
+    return html
+
+
+@pytest.mark.slow
+def test_browser_check_finds_each_defect(tmp_path):
+    """The check itself: a clean page passes, and each planted defect is reported on its page."""
+    exe = _browser()
+    html = _site(tmp_path, _mathjax(ROOT))
+    report = check_book(html, tmp_path / "shots", chromium=exe)
+    by_page = {p.page: p for p in report.pages}
+    assert sorted(by_page) == ["book/bad.html", "book/good.html", "index.html"]
+    good, bad = by_page["book/good.html"], by_page["book/bad.html"]
+    assert good.problems == [] and by_page["index.html"].problems == []
+    assert (good.images, good.maths, good.links) == (1, 1, 2)
+    text = "\n".join(bad.problems)
+    for expected in (
+        "notebook error / traceback output",
+        'text "Traceback (most recent call last)"',
+        "Sphinx system message",
+        "image did not load: img/missing.png",
+        "maths not typeset",
+        "MathJax typeset nothing",
+        "broken link 'book/good.html#nowhere': no anchor #nowhere",
+        "broken link 'book/gone.html': no such file",
+        "JavaScript error",
+    ):
+        assert expected in text, (expected, bad.problems)
+    assert report.external_requests == ["https://cdn.example.invalid/lib.js"]
+    assert any("cdn.example.invalid" in p for p in report.problems)
+    assert (tmp_path / "shots" / "good.png").is_file() and (tmp_path / "shots" / "bad.png").is_file()

@@ -1,0 +1,110 @@
+"""The comparison layer reproduces direct calls of the metrics it aggregates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from compendium import compare
+from ualib.attribution import gradient
+from ualib.metrics.localization import mass_in_mask, pointing_game
+from ualib.metrics.perturbation import blurring_test
+from ualib.models import LeNet
+from ualib.posteriors import DeepEnsemble, MCDropout
+from ualib.targets import uncertainty_target
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    post = MCDropout(LeNet(1, 8, 4, widths=(3, 4, 8), dropout=0.3), num_samples=4, seed=0)
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    return post, x
+
+
+def test_attributors_and_maps(setup):
+    post, x = setup
+    methods = compare.uncertainty_attributors(
+        post, "epistemic", ig_steps=4, smoothgrad_samples=3, gradcam_layer=post.module.features[4]
+    )
+    assert list(methods) == [
+        "UA-Backprop",
+        "gradient",
+        "input x gradient",
+        "SmoothGrad",
+        "IG-4 black",
+        "IG-4 blur",
+        "Grad-CAM",
+        "random",
+    ]
+    maps, seconds = compare.compute_maps(methods, x, batch_size=2)
+    torch.testing.assert_close(maps["gradient"], gradient(uncertainty_target(post, "epistemic"), x))
+    assert maps["Grad-CAM"].shape == (5, 1, 8, 8) and all(s >= 0 for s in seconds.values())
+    ens = DeepEnsemble(lambda: LeNet(1, 8, 4, widths=(3, 4, 8)), num_members=2)
+    assert "Grad-CAM" not in compare.uncertainty_attributors(ens, gradcam_layer=ens.module.features[4])
+
+
+def test_blurring_table_matches_direct_call(setup):
+    post, x = setup
+    a = torch.randn_like(x)
+    fr = torch.linspace(0, 0.2, 5)
+    u_fn = compare.uncertainty_of(post, "epistemic")
+    table, curves = compare.blurring_table({"m": a}, u_fn, x, fractions=fr, blur_sigma=1.0)
+    res = blurring_test(u_fn, x, a.abs(), fractions=fr, blur_sigma=1.0)
+    assert math.isclose(table.loc["m", "AUC-URR"], float(res["auc_urr"].mean()), rel_tol=1e-6)
+    assert math.isclose(table.loc["m", "MURR"], float(res["murr"].mean()), rel_tol=1e-6)
+    assert math.isclose(table.loc["m", "MURR sem"], float(res["murr"].std() / math.sqrt(5)), rel_tol=1e-6)
+    torch.testing.assert_close(curves["m"], res["urr"].mean(0))
+
+
+def test_localization_table_matches_direct_call():
+    a = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(3, 1, 6, 6, dtype=torch.bool)
+    mask[:, :, :2, :2] = True
+    t = compare.localization_table({"m": a}, mask)
+    assert math.isclose(t.loc["m", "mass in patch"], float(mass_in_mask(a.abs(), mask).mean()), rel_tol=1e-6)
+    assert math.isclose(t.loc["m", "pointing game"], float(pointing_game(a.abs(), mask).float().mean()))
+    assert math.isclose(t.attrs["chance"], 4 / 36, rel_tol=1e-6)
+
+
+def test_completeness_table(setup):
+    post, x = setup
+    t = compare.completeness_table({"mc": post}, x)
+    assert (t["max abs error"] < 1e-5).all() and len(t) == 3
+
+
+def test_completeness_errors_relative_to_the_uncertainty():
+    import numpy as np
+
+    from compendium.compare import completeness_errors
+
+    x = torch.rand(4, 1, 3, 3, dtype=torch.float64)
+    u = torch.tensor([1.0, 2.0, 0.5, 0.0], dtype=torch.float64)
+    exact = u.view(-1, 1, 1, 1).expand(4, 1, 3, 3) / 9  # sums to U exactly
+    half = exact / 2
+    table = completeness_errors({"exact": exact, "half": half}, lambda _: u, x)
+    assert table.loc["exact", "completeness error (max)"] < 1e-12
+    # the input with U = 0 is skipped; the others are off by half of U: relative error 0.5
+    np.testing.assert_allclose(table.loc["half"].to_numpy(), [0.5, 0.5])
+
+
+def test_stability_table_is_the_cv_of_the_maps_across_seeds():
+    import numpy as np
+
+    from compendium.compare import stability_table
+
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    base = torch.rand(3, 1, 4, 4, dtype=torch.float64) + 0.1
+    scale = {0: 1.0, 1: 2.0, 2: 3.0}
+    make = lambda seed: {"fixed": lambda x: base, "scaled": lambda x, s=seed: -scale[s] * base}
+    table = stability_table(make, x, seeds=[0, 1, 2])
+    assert table.loc["fixed", "CV across posterior draws"] == 0
+    a = np.stack([scale[s] * base.numpy() for s in range(3)])[:, :, 0]  # |A| per seed, [R, B, H, W]
+    cv = a.std(0) / (a.mean(0) + 1e-8)
+    np.testing.assert_allclose(
+        table.loc["scaled", "CV across posterior draws"], cv.reshape(3, -1).mean(1).mean(), rtol=1e-10
+    )
+    with pytest.raises(ValueError, match="at least two seeds"):
+        stability_table(make, x, seeds=[0])

@@ -1,0 +1,46 @@
+"""Results files: the shared shape, honest pass/fail, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from compendium.results import check_claim, read_results, write_results
+
+
+def test_check_claim_judges_the_number():
+    assert check_claim("a", "s", 0.95, ">", 0.9, paper="p").passed
+    assert not check_claim("a", "s", 0.85, ">", 0.9, paper="p").passed
+    assert not check_claim("a", "s", 0.9, ">", 0.9, paper="p").passed
+    assert check_claim("a", "s", 0.9, ">=", 0.9, paper="p").passed
+    assert check_claim("a", "s", 1e-7, "<", 1e-5, paper="p").passed
+    assert not check_claim("a", "s", math.nan, "<", 1.0, paper="p").passed  # NaN never passes
+    with pytest.raises(ValueError, match="op must be"):
+        check_claim("a", "s", 1, "==", 1, paper="p")
+
+
+def test_write_results_shape(tmp_path):
+    claims = [check_claim("c1", "statement", 0.97, ">", 0.9, paper="Someone 2020", reconstruction=True)]
+    path = write_results(
+        "99_x",
+        "tiny",
+        {"acc": 0.97, "nan": math.nan, "nested": {"a": [1, 2]}},
+        claims,
+        device="cpu",
+        wall_time_s=1.23,
+        root=tmp_path,
+    )
+    assert path == tmp_path / "tiny" / "99_x.json"
+    doc = json.loads(path.read_text())
+    assert set(doc) == {"chapter", "profile", "metadata", "metrics", "claims"}
+    assert set(doc["metadata"]) == {"commit", "date", "device", "versions", "wall_time_s"}
+    (c,) = doc["claims"]
+    assert {"id", "paper", "statement", "measured", "threshold", "passed", "reconstruction"} <= set(c)
+    assert c["passed"] is True and c["measured"] == 0.97 and c["reconstruction"] is True
+    assert doc["metrics"]["nan"] is None
+    assert read_results("99_x", "tiny", root=tmp_path) == doc
+    assert not list((tmp_path / "tiny").glob(".tmp-*"))
+    with pytest.raises(ValueError, match="at least one claim"):
+        write_results("99_x", "tiny", {}, [], device="cpu", wall_time_s=0, root=tmp_path)
