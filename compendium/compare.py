@@ -227,3 +227,174 @@ def uncertainty_of(posterior: Posterior, kind: str) -> Callable[[torch.Tensor], 
             return U.uncertainty(posterior.probs(x), kind)
 
     return fn
+
+
+# --------------------------------------------------------------------------------------------------
+# chapter 8 benchmark: same-support baselines, ROAD flipping, randomization sanity, metric agreement
+# --------------------------------------------------------------------------------------------------
+
+
+def same_support_baselines(seed: int = 0, ink_threshold: float = 0.1) -> dict[str, Method]:
+    """Maps that know nothing about the network but share the support of input-multiplied maps.
+
+    ``|x|`` (the intensity) and a random map restricted to the ink (uniform noise where the
+    channel-mean intensity exceeds ``ink_threshold``, zero elsewhere). A map that multiplies by the
+    input (input x gradient, IG-black, UA-Backprop) lives on the ink too, so beating the whole-image
+    random map proves less than beating these.
+    """
+
+    def intensity(x: torch.Tensor) -> torch.Tensor:
+        return x.abs()
+
+    def random_ink(x: torch.Tensor) -> torch.Tensor:
+        ink = (x.abs().mean(1, keepdim=True) > ink_threshold).to(x.dtype)
+        return random_attribution(x, seed=seed).abs() * ink
+
+    return {"|x| (intensity)": intensity, "random on ink": random_ink}
+
+
+def per_input_localization(maps: Mapping[str, torch.Tensor], mask: torch.Tensor) -> dict[str, pd.DataFrame]:
+    """Per-input mass in patch and pointing game, ``{metric: frame [inputs x methods]}`` (magnitude maps)."""
+    mass, point = {}, {}
+    for name, a in maps.items():
+        mag = a.abs().sum(1, keepdim=True)
+        mass[name] = mass_in_mask(mag, mask).double().numpy()
+        point[name] = pointing_game(mag, mask).double().numpy()
+    return {"mass in patch": pd.DataFrame(mass), "pointing game": pd.DataFrame(point)}
+
+
+def per_input_blurring(
+    maps: Mapping[str, torch.Tensor], uncertainty_fn, x: torch.Tensor, *, fractions: torch.Tensor, blur_sigma: float
+) -> pd.DataFrame:
+    """Per-input AUC-URR of the blurring test, frame [inputs x methods]."""
+    return pd.DataFrame(
+        {
+            name: blurring_test(uncertainty_fn, x, _magnitude(a, x), fractions=fractions, blur_sigma=blur_sigma)[
+                "auc_urr"
+            ]
+            .double()
+            .numpy()
+            for name, a in maps.items()
+        }
+    )
+
+
+def road_table(
+    maps: Mapping[str, torch.Tensor], uncertainty_fn, x: torch.Tensor, *, fractions: torch.Tensor, seed: int = 0
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, dict[str, torch.Tensor]]]:
+    """ROAD uncertainty flipping (noisy linear imputation) of every map in both orders.
+
+    Returns the summary frame (mean and standard error of AUC-URR under MoRF, LeRF and their gap), the
+    per-input frames ``{"ROAD MoRF", "ROAD LeRF", "ROAD gap"}`` [inputs x methods], and the mean URR curves
+    ``{method: {"morf": [T], "lerf": [T]}}``.
+    """
+    from ualib.metrics.road import road_test
+
+    rows, per, curves = {}, {"ROAD MoRF": {}, "ROAD LeRF": {}, "ROAD gap": {}}, {}
+    for name, a in maps.items():
+        res = road_test(uncertainty_fn, x, _magnitude(a, x), fractions=fractions, seed=seed)
+        rows[name] = {
+            "ROAD AUC-URR MoRF": float(res["auc_morf"].nanmean()),
+            "ROAD AUC-URR LeRF": float(res["auc_lerf"].nanmean()),
+            "ROAD gap": float(res["gap"].nanmean()),
+            "ROAD gap sem": _sem(res["gap"]),
+        }
+        per["ROAD MoRF"][name] = res["auc_morf"].double().numpy()
+        per["ROAD LeRF"][name] = res["auc_lerf"].double().numpy()
+        per["ROAD gap"][name] = res["gap"].double().numpy()
+        curves[name] = {"morf": res["urr_morf"].nanmean(0), "lerf": res["urr_lerf"].nanmean(0)}
+    return pd.DataFrame(rows).T, {k: pd.DataFrame(v) for k, v in per.items()}, curves
+
+
+#: a map whose rank correlation with the trained network's map stays at or above this after every layer
+#: is randomized "survives randomization" (our convention; Adebayo et al. 2018 judge by eye)
+SURVIVES_RANDOMIZATION = 0.5
+
+
+def randomization_table(
+    posterior, make_methods, x: torch.Tensor, *, reference: Mapping[str, torch.Tensor] | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
+    """Cascading randomization sanity check of every method (on a copy of ``posterior``).
+
+    Returns the summary (Spearman and SSIM to the trained map after the top layer and after all layers,
+    and the flag ``survives`` when the all-layers Spearman is >= :data:`SURVIVES_RANDOMIZATION`), the
+    per-input all-layers Spearman [inputs x methods], and the raw result of
+    :func:`ualib.metrics.sanity.cascading_randomization`.
+    """
+    from ualib.metrics.sanity import cascading_randomization
+
+    res = cascading_randomization(posterior, make_methods, x, reference=reference, seed=seed)
+    rows, per = {}, {}
+    for name in res["spearman"]:
+        rho, sim = res["spearman"][name], res["ssim"][name]
+        rows[name] = {
+            "Spearman (top layer)": float(rho[0].nanmean()),
+            "Spearman (all layers)": float(rho[-1].nanmean()),
+            "SSIM (all layers)": float(sim[-1].nanmean()),
+            "survives": bool(float(rho[-1].nanmean()) >= SURVIVES_RANDOMIZATION),
+        }
+        per[name] = rho[-1].numpy()
+    return pd.DataFrame(rows).T, pd.DataFrame(per), res
+
+
+def metric_agreement(
+    per_input: Mapping[str, pd.DataFrame],
+    higher_is_better: Mapping[str, bool],
+    *,
+    constant: Mapping[str, Mapping[str, float]] | None = None,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Rank the methods under each metric and correlate the rankings between metrics, with bootstrap intervals.
+
+    Parameters
+    ----------
+    per_input
+        ``{metric: frame [inputs x methods]}``; every frame has the same method columns (frames may have
+        different numbers of inputs: each is resampled over its own inputs).
+    higher_is_better
+        Orientation of every metric (``per_input`` and ``constant``).
+    constant
+        Metrics without per-input values (runtime): ``{metric: {method: value}}``, not resampled.
+    n_boot, seed
+        Bootstrap resamples of the inputs and their seed.
+
+    Returns
+    -------
+    ranks, rho, interval
+        ``ranks``: [methods x metrics], 1 = best. ``rho``: [metrics x metrics] Spearman correlation of the
+        method rankings; ``interval``: the same frame with ``"lo - hi"`` strings of the 2.5 / 97.5 %
+        bootstrap percentiles.
+    """
+    import numpy as np
+
+    constant = dict(constant or {})
+    metrics = list(per_input) + list(constant)
+    methods = list(next(iter(per_input.values())).columns)
+
+    def scores(resample: dict[str, np.ndarray] | None) -> pd.DataFrame:
+        cols = {}
+        for m, frame in per_input.items():
+            f = frame[methods] if resample is None else frame[methods].iloc[resample[m]]
+            cols[m] = f.mean(0, skipna=True)
+        for m, vals in constant.items():
+            cols[m] = pd.Series({k: vals[k] for k in methods})
+        s = pd.DataFrame(cols)
+        return s.mul([1 if higher_is_better[m] else -1 for m in metrics], axis=1)
+
+    base = scores(None)
+    ranks = base.rank(ascending=False, method="average")
+    rho = base.corr(method="spearman")
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        res = {m: rng.integers(0, len(f), len(f)) for m, f in per_input.items()}
+        boots.append(scores(res).corr(method="spearman").to_numpy())
+    arr = np.stack(boots)
+    lo, hi = np.nanpercentile(arr, 2.5, axis=0), np.nanpercentile(arr, 97.5, axis=0)
+    interval = pd.DataFrame(
+        [[f"{lo[i, j]:+.2f} – {hi[i, j]:+.2f}" for j in range(len(metrics))] for i in range(len(metrics))],
+        index=metrics,
+        columns=metrics,
+    )
+    return ranks, rho, interval

@@ -108,3 +108,45 @@ def test_stability_table_is_the_cv_of_the_maps_across_seeds():
     )
     with pytest.raises(ValueError, match="at least two seeds"):
         stability_table(make, x, seeds=[0])
+
+
+def test_metric_agreement_matches_scipy_and_orientation():
+    import numpy as np
+    import pandas as pd
+    import scipy.stats
+
+    rng = np.random.default_rng(0)
+    methods = ["a", "b", "c", "d", "e"]
+    m1 = pd.DataFrame(rng.random((30, 5)) + np.arange(5), columns=methods)
+    m2 = pd.DataFrame(rng.random((20, 5)) * 3, columns=methods)
+    ranks, rho, interval = compare.metric_agreement(
+        {"m1": m1, "m1 lower": -m1, "m2": m2},
+        {"m1": True, "m1 lower": False, "m2": True, "time": False},
+        constant={"time": {k: float(i) for i, k in enumerate(methods)}},
+        n_boot=50,
+    )
+    assert ranks.loc["e", "m1"] == 1 and ranks.loc["a", "time"] == 1
+    assert rho.loc["m1", "m1 lower"] == pytest.approx(1.0)
+    assert rho.loc["m1", "time"] == pytest.approx(-1.0)
+    want = scipy.stats.spearmanr(m1.mean(0), m2.mean(0)).statistic
+    assert rho.loc["m1", "m2"] == pytest.approx(want)
+    assert interval.shape == (4, 4)
+
+
+def test_randomization_table_flags_the_random_map():
+    from torch import nn
+
+    from ualib.attribution import gradient, random_attribution
+    from ualib.posteriors import MCDropout
+    from ualib.targets import uncertainty_target
+
+    torch.manual_seed(0)
+    post = MCDropout(nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4)), 5)
+
+    def make(p):
+        t = uncertainty_target(p, "total")
+        return {"gradient": lambda z: gradient(t, z), "random": lambda z: random_attribution(z, seed=0)}
+
+    frame, per, _ = compare.randomization_table(post, make, torch.rand(4, 1, 8, 8))
+    assert frame.loc["random", "survives"] and not frame.loc["gradient", "survives"]
+    assert per.shape == (4, 2)
