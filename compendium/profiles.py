@@ -214,6 +214,9 @@ _COMPARISON_TINY: dict[str, Any] = {
     "blur_sigma": 1.0,
     "max_fraction": 0.2,
     "n_redraws": 3,
+    "road_steps": 6,
+    "n_sanity": 16,
+    "n_boot": 200,
     "device": "cpu",
     "seed": 0,
 }
