@@ -215,6 +215,7 @@ _COMPARISON_TINY: dict[str, Any] = {
     "max_fraction": 0.2,
     "n_redraws": 3,
     "road_steps": 6,
+    "n_road": 60,
     "n_sanity": 16,
     "n_boot": 200,
     "device": "cpu",
@@ -245,6 +246,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n_planted": 200,
             "patch_size": 12,
             "blur_sigma": 2.0,
+            "n_road": 100,
         },
         "07_justification": {
             **_JUSTIFICATION_TINY,
