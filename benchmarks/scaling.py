@@ -3,11 +3,13 @@
 Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the peak resident set size of the
 process (``VmHWM`` of ``/proc/self/status``, reset through ``/proc/self/clear_refs`` before each run) minus
 the resident size before it: torch's CPU allocator bypasses ``tracemalloc``, and large tensors are
-``mmap``-ed and returned to the system when freed, so the RSS peak tracks the tensors alive at once.
+``mmap``-ed and returned to the system when freed (smaller ones after ``malloc_trim``), so the RSS peak
+tracks the tensors alive at once.
 """
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable
 
@@ -26,6 +28,13 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def peak_mib(fn: Callable) -> float:
     """Extra peak memory of one call of ``fn`` in MiB (CUDA allocator peak, or CPU peak RSS)."""
     if torch.cuda.is_available():
@@ -35,6 +44,7 @@ def peak_mib(fn: Callable) -> float:
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
+    _malloc_trim()  # hand freed heap pages back, or a run reusing them would look free
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset VmHWM to the current RSS
     base = _rss_kib("VmRSS:")
