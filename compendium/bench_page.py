@@ -33,6 +33,7 @@ def _plots(doc: dict[str, Any], out: Path, stem: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = doc.get("scaling", [])
     families = list(dict.fromkeys(r["family"] for r in rows))
@@ -51,6 +52,9 @@ def _plots(doc: dict[str, Any], out: Path, stem: str) -> list[str]:
                     ax.plot(*zip(*pts), "--" if peer else "-", marker="o", label=method)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
+                xs = sorted({r["value"] for r in fam if r["axis"] == axis})
+                ax.set_xticks(xs, [str(v) for v in xs])  # the measured points, no minor-tick clutter
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                 ax.set_xlabel(AXES.get(axis, axis))
                 ax.set_ylabel(label)
                 ax.grid(True, which="both", alpha=0.3)
