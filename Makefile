@@ -15,7 +15,7 @@ endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test lint env chapter assets clean-book help
+.PHONY: book test lint env chapter assets clean-book help bench
 .DEFAULT_GOAL := help
 
 help:
@@ -23,13 +23,14 @@ help:
 	@echo "make test                          run the linter and the whole test suite"
 	@echo "make lint                          ruff: lint and format check (ruff format . formats)"
 	@echo "make chapter NB=01_uncertainty_basics [PROFILE=...]   run one chapter notebook"
+	@echo "make bench                         time ualib against its peers (needs the bench extra: pip install '.[bench]')"
 	@echo "make assets                        install the book's MathJax from book/package-lock.json (make book does it when needed)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m pip install --quiet -e ".[book,test,bench]"
 	@touch $(STAMP)
 
 env: $(STAMP)
@@ -53,6 +54,11 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# the benchmark suite against Captum, pytorch-grad-cam, Opacus, torch.func, lime, scikit-learn, torchmetrics;
+# writes benchmarks/results/<machine>.json, which the book's appendix plots
+bench: $(STAMP)
+	$(PY) -m benchmarks
 
 clean-book:
 	rm -rf _build book/chapters

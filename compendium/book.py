@@ -196,6 +196,9 @@ def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.Path
     from compendium.report import write_pages
 
     write_pages(r)
+    from compendium.bench_page import write_benchmark_page
+
+    write_benchmark_page(r)  # the benchmark appendix, from benchmarks/results/*.json
 
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(r), "-W", "-n", "--keep-going"]

@@ -358,7 +358,11 @@ class FullGrad:
         self.unsupported = problems
         self.checked = False
         self.check_error: float | None = None
-        self._biased = [(n, m) for n, m in model.named_modules() if isinstance(m, BIASED_LAYERS)]
+        # layers without a bias (a Conv2d(bias=False) before its BatchNorm) add no term: not hooked, so
+        # their outputs are neither cloned nor differentiated
+        self._biased = [
+            (n, m) for n, m in model.named_modules() if isinstance(m, BIASED_LAYERS) and _effective_bias(m) is not None
+        ]
         if example_input is not None:
             self.check_completeness(example_input)
 
@@ -548,8 +552,10 @@ class FullGrad:
         cam = _post_process(dec.input_term).sum(1, keepdim=True)
         for t in dec.bias_terms:
             if t.ndim == 4:
-                up = F.interpolate(_post_process(t), size=size, mode="bilinear", align_corners=True)
-                cam = cam + up.sum(1, keepdim=True)
+                # bilinear upsampling is linear and acts on each channel alike, so summing the channels
+                # first gives the same map (up to rounding) with one upsampled plane instead of C_l
+                pp = _post_process(t).sum(1, keepdim=True)
+                cam = cam + F.interpolate(pp, size=size, mode="bilinear", align_corners=True)
         return cam
 
     def class_maps(
