@@ -1,0 +1,165 @@
+"""compendium.reproduce: results compared with a reference within written-down tolerances."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from compendium import reproduce
+from compendium.reproduce import Rule, compare_docs, compare_trees, load_tolerances
+
+RULES = [
+    Rule("*seconds*", skip=True, why="timing"),
+    Rule("*accuracy*", abs=0.03, why="binomial SE"),
+    Rule("*:claims/*", abs=0.02, why="claim noise"),
+]
+
+
+def _doc(**over):
+    doc = {
+        "chapter": "01_x",
+        "profile": "tiny",
+        "metadata": {"date": "today"},
+        "metrics": {"calibration": {"MC dropout": {"accuracy": 0.97}}, "train_seconds": 3.0, "name": "digits"},
+        "claims": [
+            {"id": "old", "measured": 0.95, "op": ">", "threshold": 0.9, "passed": True},
+            {"id": "near", "measured": 0.905, "op": ">", "threshold": 0.9, "passed": True},
+            {
+                "id": "new",
+                "estimate": 0.5,
+                "ci": [0.45, 0.55],
+                "n": 10,
+                "seeds": [0],
+                "method": "bootstrap",
+                "threshold": 0.0,
+                "direction": ">",
+                "verdict": "supported",
+            },
+        ],
+        "checks": [{"id": "exact", "statement": "sum", "value": 1e-7, "op": "<", "bound": 1e-5, "holds": True}],
+    }
+    doc.update(over)
+    return doc
+
+
+def _paths(diffs):
+    return sorted(d.path for d in diffs)
+
+
+def test_identical_and_within_tolerance_pass():
+    ref = _doc()
+    assert compare_docs(ref, copy.deepcopy(ref), RULES) == []
+    res = copy.deepcopy(ref)
+    res["metrics"]["calibration"]["MC dropout"]["accuracy"] = 0.97 + 0.029
+    res["metrics"]["train_seconds"] = 999.0  # skipped
+    res["metadata"]["date"] = "tomorrow"  # metadata is not compared
+    res["claims"][0]["measured"] = 0.96
+    assert compare_docs(ref, res, RULES) == []
+
+
+def test_beyond_tolerance_fails():
+    ref = _doc()
+    res = copy.deepcopy(ref)
+    res["metrics"]["calibration"]["MC dropout"]["accuracy"] = 0.97 - 0.031
+    assert _paths(compare_docs(ref, res, RULES)) == ["metrics/calibration/MC dropout/accuracy"]
+
+
+def test_number_without_rule_and_strings_and_structure():
+    ref = _doc()
+    res = copy.deepcopy(ref)
+    res["metrics"]["name"] = "mnist"
+    res["metrics"]["extra"] = 1
+    del res["metrics"]["calibration"]["MC dropout"]
+    assert _paths(compare_docs(ref, res, RULES)) == [
+        "metrics/calibration/MC dropout", "metrics/extra", "metrics/name"
+    ]  # fmt: skip
+    ref2, res2 = _doc(metrics={"ratio": 1.0}), _doc(metrics={"ratio": 1.0})
+    (d,) = compare_docs(ref2, res2, RULES)  # a number no rule covers is reported even when equal
+    assert "no tolerance rule" in d.why
+
+
+def test_verdict_flip_near_threshold_is_tolerated_far_is_flagged():
+    ref = _doc()
+    res = copy.deepcopy(ref)
+    # "near": 0.905 is 0.005 from its threshold, inside the tolerance 0.02: a flip is noise
+    res["claims"][1].update(measured=0.895, passed=False)
+    assert compare_docs(ref, res, RULES) == []
+    # "old": 0.95 is 0.05 from its threshold: a flip means something changed (and the estimate moved too far)
+    res["claims"][0].update(measured=0.89, passed=False)
+    assert _paths(compare_docs(ref, res, RULES)) == ["claims/old/estimate", "claims/old/verdict"]
+    # a flagged flip even when the estimate stays within tolerance (wide tolerance, verdict field changed)
+    wide = [Rule("*:claims/*", abs=0.04, why="w")] + RULES
+    res = copy.deepcopy(ref)
+    res["claims"][2]["verdict"] = "inconclusive"
+    assert _paths(compare_docs(ref, res, wide)) == ["claims/new/verdict"]
+
+
+def test_new_shape_without_rule_uses_its_interval():
+    ref = _doc()
+    rules = [r for r in RULES if "claims" not in r.pattern] + [Rule("*:claims/old", abs=0.02, why="x"),
+                                                               Rule("*:claims/near", abs=0.02, why="x")]  # fmt: skip
+    res = copy.deepcopy(ref)
+    res["claims"][2]["estimate"] = 0.54  # inside the reference's 95 % CI half-width 0.05
+    assert compare_docs(ref, res, rules) == []
+    res["claims"][2]["estimate"] = 0.56
+    assert _paths(compare_docs(ref, res, rules)) == ["claims/new/estimate"]
+
+
+def test_checks_compared_exactly_and_definitions():
+    ref = _doc()
+    res = copy.deepcopy(ref)
+    res["checks"][0]["value"] = 3e-6  # the value may move, the outcome may not
+    assert compare_docs(ref, res, RULES) == []
+    res["checks"][0]["holds"] = False
+    assert _paths(compare_docs(ref, res, RULES)) == ["checks/exact/holds"]
+    res = copy.deepcopy(ref)
+    res["claims"][0]["threshold"] = 0.8
+    assert "claims/old/threshold" in _paths(compare_docs(ref, res, RULES))
+    res = copy.deepcopy(ref)
+    res["checks"] = []
+    assert _paths(compare_docs(ref, res, RULES)) == ["checks/exact"]
+
+
+def test_trees_and_cli(tmp_path, capsys):
+    for side, acc in (("ref", 0.97), ("ok", 0.98), ("bad", 0.90)):
+        (tmp_path / side / "tiny").mkdir(parents=True)
+        doc = _doc()
+        doc["metrics"]["calibration"]["MC dropout"]["accuracy"] = acc
+        (tmp_path / side / "tiny" / "01_x.json").write_text(json.dumps(doc))
+    report = compare_trees(tmp_path / "ref", tmp_path / "ok", "tiny", RULES)
+    assert report == {"01_x": []}
+    tol = tmp_path / "tol.yml"
+    tol.write_text(
+        "rules:\n"
+        "  - {pattern: '*seconds*', skip: true, why: timing}\n"
+        "  - {pattern: '*accuracy*', abs: 0.03, why: binomial SE}\n"
+        "  - {pattern: '*:claims/*', abs: 0.02, why: claim noise}\n"
+    )
+    args = ["--profile", "tiny", "--reference", str(tmp_path / "ref"), "--tolerances", str(tol)]
+    assert reproduce.main([*args, "--results", str(tmp_path / "ok")]) == 0
+    assert reproduce.main([*args, "--results", str(tmp_path / "bad")]) == 1
+    out = capsys.readouterr().out
+    assert "01_x: 1 difference(s)" in out and "metrics/calibration/MC dropout/accuracy" in out
+    (tmp_path / "ok" / "tiny" / "01_x.json").unlink()
+    assert "no results file" in compare_trees(tmp_path / "ref", tmp_path / "ok", "tiny", RULES)["01_x"][0].why
+
+
+def test_committed_tolerances_are_justified():
+    rules = load_tolerances()
+    assert rules and all(r.why for r in rules)
+    assert any(r.skip and "seconds" in r.pattern for r in rules)
+
+
+def test_tolerance_file_errors(tmp_path):
+    bad = tmp_path / "t.yml"
+    bad.write_text("rules:\n  - {pattern: '*', abs: 1}\n")
+    with pytest.raises(ValueError, match="justification"):
+        load_tolerances(bad)
+    bad.write_text("rules:\n  - {pattern: '*', abs: -1, why: x}\n")
+    with pytest.raises(ValueError, match="negative"):
+        load_tolerances(bad)
+    bad.write_text("rules:\n  - {pattern: '*', tol: 1, why: x}\n")
+    with pytest.raises(ValueError, match="unknown"):
+        load_tolerances(bad)
