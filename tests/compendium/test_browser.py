@@ -19,6 +19,7 @@ import pytest
 
 from compendium.book import build_html, chapters, run_chapter, vendor_assets
 from compendium.browser import book_pages, check_book, find_chromium
+from compendium.pdf import build_pdf, toc_pages
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "_build" / "screenshots" / "tiny"
@@ -144,6 +145,36 @@ def test_every_page_renders_offline_in_chromium(tiny_book, capsys):
         assert page.screenshot is not None and page.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sum(p.maths for p in report.pages) > 0  # MathJax had something to typeset
     assert report.external_requests == []
+
+
+@pytest.mark.slow
+def test_pdf_of_the_book(tiny_book):
+    """`make pdf`'s printer on the tiny build: one PDF with every page of the table of contents in order,
+    at least one PDF page per chapter, its figures embedded and its maths typeset before printing."""
+    from pypdf import PdfReader
+
+    exe = _browser()
+    out = ROOT / "_build" / "pdf" / "tiny.pdf"
+    report = build_pdf(tiny_book["html"], out, root=tiny_book["root"], chromium=exe)
+    reader = PdfReader(out)
+    assert len(reader.pages) == report.page_count
+    assert [p["page"] for p in report.pages] == toc_pages(tiny_book["root"])
+    starts = [p["first_pdf_page"] for p in report.pages]
+    assert starts == sorted(starts) and starts[0] == 0
+    outline = [(item.title, reader.get_destination_page_number(item)) for item in reader.outline]
+    assert outline == [(p["title"] or p["page"], p["first_pdf_page"]) for p in report.pages]
+    for name in chapters(ROOT):
+        entry = next(p for p in report.pages if p["page"] == f"book/chapters/{name}.html")
+        assert entry["pdf_pages"] >= 1 and entry["images"] > 0, entry
+        own = reader.pages[entry["first_pdf_page"] : entry["first_pdf_page"] + entry["pdf_pages"]]
+        assert any(page.images for page in own), f"{name}: no image in its PDF pages"  # embedded figures
+        first = own[0]
+        words = entry["title"].split()[:3]
+        text = " ".join(first.extract_text().split())
+        assert all(w in text for w in words), (words, text[:300])
+    assert sum(p["maths"] for p in report.pages) > 0
+    # typeset maths prints as glyphs, never as its TeX source
+    assert not any("\\frac" in page.extract_text() for page in reader.pages)
 
 
 def _site(root: Path, mathjax: Path) -> Path:
