@@ -15,11 +15,12 @@ endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test lint env chapter assets clean-book help bench
+.PHONY: book pdf test lint env chapter assets clean-book help bench
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book [PROFILE=tiny|cpu|gpu]   run every chapter notebook and build the HTML book (default PROFILE=cpu)"
+	@echo "make pdf [PROFILE=...]              make book, then print it to _build/pdf/book.pdf in headless Chromium"
 	@echo "make test                          run the linter and the whole test suite"
 	@echo "make lint                          ruff: lint and format check (ruff format . formats)"
 	@echo "make chapter NB=01_uncertainty_basics [PROFILE=...]   run one chapter notebook"
@@ -40,6 +41,11 @@ env: $(STAMP)
 # and every page is then opened in headless Chromium (when installed); screenshots in _build/screenshots/.
 book: $(STAMP)
 	$(PY) -m compendium.book build --profile $(PROFILE) $(if $(FORCE),--force)
+
+# the PDF: every page of the HTML book, in _toc.yml's order, printed by headless Chromium once MathJax
+# has typeset it (compendium/pdf.py), joined into one file with a bookmark per page
+pdf: book
+	$(PY) -m compendium.pdf --html _build/html --out _build/pdf/book.pdf
 
 chapter: $(STAMP)
 	$(PY) -m compendium.book run --profile $(PROFILE) --chapter $(NB) --force

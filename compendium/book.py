@@ -43,13 +43,15 @@ __all__ = [
     "refresh",
     "main",
     "setup",
+    "repository_url",
 ]
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 # build tooling that cannot change what a chapter computes: editing it keeps the execution cache valid
-_BUILD_ONLY = {"book.py", "browser.py", "report.py"}
+_BUILD_ONLY = {"book.py", "browser.py", "pdf.py", "report.py"}
 _LOCK_STAMP = ".ualib-lock.sha256"
 MATHJAX_DIR = "mathjax"  # under the build's _static/; _config.yml's mathjax_path points into it
+REPOSITORY_ENV = "UALIB_REPOSITORY_URL"  # set by the publish workflow from the hosting service's variables
 
 
 def _root(root: str | os.PathLike | None) -> Path:
@@ -67,7 +69,7 @@ def chapters(root: str | os.PathLike | None = None) -> list[str]:
 def chapter_key(name: str, profile: str, root: str | os.PathLike | None = None) -> str:
     """SHA-256 of everything an executed chapter depends on that can change in a checkout: the
     notebook, its parameters, every source file of ``ualib`` and of the compendium except its build
-    tooling (``book.py``, ``browser.py``, ``report.py``), and the torch version."""
+    tooling (``book.py``, ``browser.py``, ``pdf.py``, ``report.py``), and the torch version."""
     import torch
 
     import ualib
@@ -211,7 +213,39 @@ def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.Path
     return (Path(builddir) if builddir is not None else r) / "_build" / "html"
 
 
+def repository_url(root: str | os.PathLike | None = None) -> str:
+    """The repository URL of the launch, repository and download buttons.
+
+    It is set in one place, ``repository.url`` in ``_config.yml``; the environment variable
+    ``UALIB_REPOSITORY_URL`` overrides it (the publish workflow ``.github/workflows/book.yml`` sets it
+    from the hosting service's own variables, so a fork publishes with its own URL).
+
+    Raises
+    ------
+    ValueError
+        When neither gives an ``https://`` URL.
+    """
+    import yaml
+
+    url = os.environ.get(REPOSITORY_ENV, "").strip()
+    if not url:
+        config = yaml.safe_load((_root(root) / "_config.yml").read_text()) or {}
+        url = str((config.get("repository") or {}).get("url", "")).strip()
+    if not url.startswith("https://"):
+        raise ValueError(f"the repository URL must start with https:// (from {REPOSITORY_ENV} or _config.yml): {url!r}")
+    return url.rstrip("/")
+
+
 # ---- the Sphinx extension (listed in _config.yml under sphinx.config.extensions) -------------------
+
+
+def _set_repository_url(app, config) -> None:
+    """``config-inited``: the buttons use :func:`repository_url` (``_config.yml``, or the workflow's
+    ``UALIB_REPOSITORY_URL``)."""
+    if os.environ.get(REPOSITORY_ENV, "").strip():
+        options = dict(config.html_theme_options or {})
+        options["repository_url"] = repository_url(app.srcdir)
+        config.html_theme_options = options
 
 
 def _copy_mathjax(app, exception) -> None:
@@ -251,6 +285,7 @@ def _launch_source_notebooks(app, pagename, templatename, context, doctree) -> N
 def setup(app) -> dict:
     """Sphinx entry point: check MathJax is installed (installing it from the lock if not), copy it into
     the HTML after the build, and fix the launch buttons of executed chapters."""
+    app.connect("config-inited", _set_repository_url)
     app.connect("builder-inited", lambda app: vendor_assets(app.srcdir))
     app.connect("build-finished", _copy_mathjax)
     app.connect("html-page-context", _launch_source_notebooks, priority=900)

@@ -13,12 +13,14 @@ import json
 import os
 import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from compendium.book import build_html, chapters, run_chapter, vendor_assets
 from compendium.browser import book_pages, check_book, find_chromium
+from compendium.pdf import build_pdf, toc_pages
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "_build" / "screenshots" / "tiny"
@@ -144,6 +146,98 @@ def test_every_page_renders_offline_in_chromium(tiny_book, capsys):
         assert page.screenshot is not None and page.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sum(p.maths for p in report.pages) > 0  # MathJax had something to typeset
     assert report.external_requests == []
+
+
+@pytest.mark.slow
+def test_static_explorer_switches_views_offline(tiny_book):
+    """The explorer chapter's static explorer (compendium.static_explorer) in the built page: three
+    changes of its controls each show another picture and other numbers, with no request leaving the
+    page; a screenshot after two changes goes with the others."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from compendium.browser import CHROMIUM_ARGS
+
+    exe = _browser()
+    page_path = tiny_book["html"] / "book" / "chapters" / "09_explorer.html"
+    assert len(page_path.read_bytes()) < 10_000_000
+    requests = []
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=exe, headless=True, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}
+        )
+        try:
+            page = context.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url) if r.url.startswith("http") else None)
+            page.goto(page_path.as_uri(), wait_until="load")
+            root = page.locator("#static-explorer")
+            root.scroll_into_view_if_needed()
+
+            def seen():
+                return (
+                    root.get_attribute("data-key"),
+                    root.locator("img").get_attribute("src"),
+                    root.locator("tbody").inner_text(),
+                )
+
+            states = [seen()]
+            options = {
+                name: root.locator(f'select[name="{name}"] option').evaluate_all("os => os.map(o => o.value)")
+                for name in ("method", "posterior", "image")
+            }
+            assert all(len(v) >= 2 for v in options.values()), options
+            for i, name in enumerate(("method", "posterior", "image")):
+                current = root.locator(f'select[name="{name}"]').input_value()
+                root.locator(f'select[name="{name}"]').select_option(next(o for o in options[name] if o != current))
+                states.append(seen())
+                if i == 1:
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    root.screenshot(path=str(SHOTS / "explorer_after_two_clicks.png"))
+            assert errors == []
+        finally:
+            context.close()
+    for before, after in zip(states, states[1:]):
+        assert after[0] != before[0]
+        if after[1] is not None:  # an existing combination: another picture and other numbers
+            assert after[1].startswith("data:image/png;base64,") and after[1] != before[1]
+            assert after[2] and after[2] != before[2]
+    assert sum(s[1] is not None and s[2] != "" for s in states[1:]) >= 3
+    assert requests == []
+    assert (SHOTS / "explorer_after_two_clicks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_pdf_of_the_book(tiny_book):
+    """`make pdf`'s printer on the tiny build: one PDF with every page of the table of contents in order,
+    at least one PDF page per chapter, its figures embedded and its maths typeset before printing."""
+    from pypdf import PdfReader
+
+    exe = _browser()
+    out = ROOT / "_build" / "pdf" / "tiny.pdf"
+    report = build_pdf(tiny_book["html"], out, root=tiny_book["root"], chromium=exe)
+    reader = PdfReader(out)
+    assert len(reader.pages) == report.page_count
+    assert [p["page"] for p in report.pages] == toc_pages(tiny_book["root"])
+    starts = [p["first_pdf_page"] for p in report.pages]
+    assert starts == sorted(starts) and starts[0] == 0
+    outline = [(item.title, reader.get_destination_page_number(item)) for item in reader.outline]
+    assert outline == [(p["title"] or p["page"], p["first_pdf_page"]) for p in report.pages]
+    for name in chapters(ROOT):
+        entry = next(p for p in report.pages if p["page"] == f"book/chapters/{name}.html")
+        assert entry["pdf_pages"] >= 1 and entry["images"] > 0, entry
+        own = reader.pages[entry["first_pdf_page"] : entry["first_pdf_page"] + entry["pdf_pages"]]
+        assert any(page.images for page in own), f"{name}: no image in its PDF pages"  # embedded figures
+        first = own[0]
+        # the title's first words on the chapter's first page (letters only: ligatures, hyphenation)
+        title = re.sub(r"\W", "", " ".join(entry["title"].split()[:3]))
+        text = re.sub(r"\W", "", unicodedata.normalize("NFKC", first.extract_text()))
+        assert title and title in text, (title, text[:300])
+    assert sum(p["maths"] for p in report.pages) > 0
+    # typeset maths prints as glyphs, never as its TeX source
+    assert not any("\\frac" in page.extract_text() for page in reader.pages)
 
 
 def _site(root: Path, mathjax: Path) -> Path:
