@@ -15,13 +15,14 @@ endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book pdf test lint env chapter assets clean-book help bench
+.PHONY: book pdf test lint env reference chapter assets clean-book help bench
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book [PROFILE=tiny|cpu|gpu]   run every chapter notebook and build the HTML book (default PROFILE=cpu)"
 	@echo "make pdf [PROFILE=...]              make book, then print it to _build/pdf/book.pdf in headless Chromium"
 	@echo "make test                          run the linter and the whole test suite"
+	@echo "make reference                     regenerate the tiny reference results (tests/reference/tiny) that make test compares with"
 	@echo "make lint                          ruff: lint and format check (ruff format . formats)"
 	@echo "make chapter NB=01_uncertainty_basics [PROFILE=...]   run one chapter notebook"
 	@echo "make bench                         time ualib against its peers (needs the bench extra: pip install '.[bench]')"
@@ -63,6 +64,12 @@ test: lint
 
 # the benchmark suite against Captum, pytorch-grad-cam, Opacus, torch.func, lime, scikit-learn, torchmetrics;
 # writes benchmarks/results/<machine>.json, which the book's appendix plots
+# the tiny reference that `make test` compares every tiny run with (within compendium/tolerances.yml):
+# every chapter executed with its tiny defaults on this machine, results into tests/reference/tiny/
+reference: $(STAMP)
+	rm -rf tests/reference/tiny
+	UALIB_RESULTS=$(CURDIR)/tests/reference $(PY) -m compendium.book run --profile tiny --force
+
 bench: $(STAMP)
 	$(PY) -m benchmarks
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ __all__ = [
     "compare_trees",
     "TOLERANCES_PATH",
     "REFERENCE_ROOT",
+    "foreign_numerics",
+    "FOREIGN_SSE",
+    "FOREIGN_AVX2",
     "main",
 ]
 
@@ -268,6 +272,36 @@ def compare_trees(
                 json.loads(ref_files[name].read_text()), json.loads(res_files[name].read_text()), rules
             )
     return out
+
+
+#: a CPU configuration unlike a modern default: no vector units beyond SSE4, one thread
+FOREIGN_SSE = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+    "OMP_NUM_THREADS": "1",
+}
+#: the configuration used when the ambient one is already the SSE / one-thread one: AVX2, two threads
+FOREIGN_AVX2 = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "OMP_NUM_THREADS": "2",
+}
+
+
+def foreign_numerics(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables that make this process's children compute as another machine would.
+
+    Chosen against the ambient environment so that the ATen CPU capability, the oneDNN ISA, the MKL
+    instruction set and the thread count all differ from it: the SSE4 / one-thread configuration, or
+    AVX2 / two threads when the ambient settings already restrict to SSE or to one thread. The test
+    suite executes the tiny chapters once under the ambient settings (nbval) and once under these
+    (the browser test's book build) and compares both with the same reference.
+    """
+    env = dict(os.environ if environ is None else environ)
+    sse_like = env.get("ATEN_CPU_CAPABILITY", "").lower() == "default" or env.get("OMP_NUM_THREADS", "") == "1"
+    return dict(FOREIGN_AVX2 if sse_like else FOREIGN_SSE)
 
 
 def main(argv: list[str] | None = None) -> int:

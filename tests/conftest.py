@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+#: when this test session started: the nbval run of the notebooks (collected first, see pyproject's
+#: testpaths) writes results/tiny/*.json after it, and tests/compendium/test_portability.py compares them
+SESSION_START = time.time()
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +48,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def session_start() -> float:
+    """The time this test session started (before the notebooks ran)."""
+    return SESSION_START

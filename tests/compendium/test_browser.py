@@ -21,6 +21,7 @@ import pytest
 from compendium.book import build_html, chapters, run_chapter, vendor_assets
 from compendium.browser import book_pages, check_book, find_chromium
 from compendium.pdf import build_pdf, toc_pages
+from compendium.reproduce import REFERENCE_ROOT, compare_trees, foreign_numerics
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "_build" / "screenshots" / "tiny"
@@ -69,13 +70,18 @@ def tiny_book(tmp_path_factory):
     shutil.copytree(ROOT / "book", scratch / "book", ignore=shutil.ignore_patterns("chapters", "node_modules"))
     (scratch / "book" / "node_modules").symlink_to(es5.parents[1], target_is_directory=True)
     out = scratch / "book" / "chapters"
+    foreign = foreign_numerics()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("UALIB_RESULTS", str(scratch / "results"))
+        # the chapters run as on another machine (other CPU kernels, other thread count); their results
+        # are compared with the tiny reference by test_foreign_build_agrees_with_the_reference
+        for var, value in foreign.items():
+            mp.setenv(var, value)
         for name in chapters(ROOT):
             _, hit = run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False)
             assert not hit
         html = build_html(scratch, builddir=scratch)
-        yield {"root": scratch, "html": html, "chapters": out, "results": scratch / "results"}
+        yield {"root": scratch, "html": html, "chapters": out, "results": scratch / "results", "numerics": foreign}
 
 
 @pytest.mark.slow
@@ -102,6 +108,17 @@ def test_book_builds_without_warnings(tiny_book, monkeypatch):
     assert run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
     (results / "tiny" / f"{name}.json").unlink()
     assert not run_chapter(name, "tiny", root=ROOT, output_dir=out, progress=False, force=False)[1]
+
+
+@pytest.mark.slow
+def test_foreign_build_agrees_with_the_reference(tiny_book):
+    """The chapters executed under a foreign CPU configuration (foreign_numerics: another ATen
+    capability, oneDNN ISA, MKL instruction set and thread count) agree with the committed tiny
+    reference within compendium/tolerances.yml, verdicts included where they are decisive."""
+    report = compare_trees(REFERENCE_ROOT, tiny_book["results"], "tiny")
+    assert set(report) == set(chapters(ROOT))
+    bad = {name: [str(d) for d in diffs] for name, diffs in report.items() if diffs}
+    assert not bad, f"under {tiny_book['numerics']}: " + json.dumps(bad, indent=1)
 
 
 @pytest.mark.slow
