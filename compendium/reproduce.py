@@ -29,6 +29,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +163,22 @@ def _compare_value(ctx: _Context, path: str, ref: Any, val: Any) -> None:
         if not abs(float(val) - float(ref)) <= tol:
             ctx.add(path, ref, val, tol, f"beyond tolerance ({rule.why.splitlines()[0]})")
         return
+    pair_ref, pair_val = _pm(ref), _pm(val)
+    if pair_ref is not None and pair_val is not None:  # a formatted "mean ± sem" table entry
+        for part, a, b in zip(("mean", "sem"), pair_ref, pair_val, strict=True):
+            _compare_value(ctx, f"{path}/{part}", a, b)
+        return
     if ref != val:
         ctx.add(path, ref, val, None, "differs (compared exactly)")
+
+
+_PM = re.compile(r"^\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*±\s*(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
+
+
+def _pm(v: Any) -> tuple[float, float] | None:
+    """``(mean, sem)`` of a string formatted as ``"0.310 ± 0.025"``, else ``None``."""
+    m = _PM.match(v) if isinstance(v, str) else None
+    return (float(m.group(1)), float(m.group(2))) if m else None
 
 
 def _claim_estimate(c: dict) -> float | None:
