@@ -432,12 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     results = sorted((results_dir() / args.profile).glob("*.json"))
     for path in results:
         doc = json.loads(path.read_text())
-        failed = [c["id"] for c in doc["claims"] if not c["passed"]]
+        verdicts = [c.get("verdict", "supported" if c.get("passed") else "refuted") for c in doc["claims"]]
         shown = path.relative_to(root) if path.is_relative_to(root) else path
-        print(
-            f"  {shown}: {len(doc['claims']) - len(failed)}/{len(doc['claims'])} claims pass"
-            + (f" (failing: {', '.join(failed)})" if failed else "")
-        )
+        tally = ", ".join(f"{verdicts.count(v)} {v}" for v in ("supported", "refuted", "inconclusive"))
+        print(f"  {shown}: {len(verdicts)} claims: {tally}")
     if args.command == "build":
         print(f"  {check}")
         print(f"\nthe book is at {html / 'index.html'}")

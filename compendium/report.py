@@ -157,11 +157,32 @@ def _num(x: Any) -> str:
     return f"{x:.4g}"
 
 
+def _verdict(claim: dict[str, Any]) -> str:
+    """``supported`` / ``refuted`` / ``inconclusive`` (claims standard), or ``pass`` / ``FAIL`` for a
+    results file written before the claims engine (one number against a threshold, no interval)."""
+    if "verdict" in claim:
+        return str(claim["verdict"])
+    return "pass" if claim.get("passed") else "FAIL"
+
+
+def _tally(claims: list[dict[str, Any]]) -> str:
+    verdicts = [_verdict(c) for c in claims]
+    if all(v in ("pass", "FAIL") for v in verdicts):
+        return f"{verdicts.count('pass')}/{len(verdicts)} pass"
+    return " · ".join(f"{verdicts.count(v)} {v}" for v in ("supported", "refuted", "inconclusive"))
+
+
 def _cell(claim: dict[str, Any] | None) -> str:
     if claim is None:
         return "–"
-    mark = "✅ pass" if claim["passed"] else "❌ FAIL"
-    return f"{_num(claim['measured'])} {mark}"
+    if "verdict" in claim:
+        lo, hi = claim.get("ci", [None, None])
+        seeds = claim.get("seeds") or []
+        return (
+            f"**{claim['verdict']}**: {_num(claim['estimate'])} [{_num(lo)}, {_num(hi)}], "
+            f"n = {claim.get('n', '?')}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+        )
+    return f"{_num(claim['measured'])} {_verdict(claim)}"
 
 
 def _escape(text: str) -> str:
@@ -184,7 +205,8 @@ def _chapter_table(runs: dict[str, dict[str, Any]]) -> list[str]:
     ]
     for cid in ids:
         ref = next(iter(by[cid].values()))
-        crit = f"{_OP_TEXT.get(ref.get('op', ''), ref.get('op', ''))} {_num(ref['threshold'])}"
+        op = ref.get("op", ref.get("direction", ""))
+        crit = f"{_OP_TEXT.get(op, op)} {_num(ref['threshold'])}"
         cells = " | ".join(_cell(by[cid].get(p)) for p in profiles)
         rec = "yes" if ref.get("reconstruction") else "no"
         lines.append(f"| {_escape(ref['statement'])} | {crit} | {cells} | {rec} |")
@@ -193,12 +215,14 @@ def _chapter_table(runs: dict[str, dict[str, Any]]) -> list[str]:
 
 def _run_line(profile: str, doc: dict[str, Any]) -> str:
     meta = doc.get("metadata", {})
-    n = len(doc["claims"])
-    ok = sum(bool(c["passed"]) for c in doc["claims"])
     wall = meta.get("wall_time_s")
     when = str(meta.get("date", "?"))[:10]
+    checks = doc.get("checks") or []
+    held = sum(bool(c.get("holds")) for c in checks)
     return (
-        f"`{profile}`: {ok}/{n} claims pass; run on {meta.get('device', '?')}, {when}, "
+        f"`{profile}`: claims {_tally(doc['claims'])}"
+        + (f"; implementation checks {held}/{len(checks)} hold" if checks else "")
+        + f"; run on {meta.get('device', '?')}, {when}, "
         f"commit `{meta.get('commit', '?')}`" + (f", {_num(wall)} s" if wall is not None else "")
     )
 
@@ -233,8 +257,7 @@ def reproduction_report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             if doc is None:
                 cells.append("not run")
             else:
-                ok = sum(bool(c["passed"]) for c in doc["claims"])
-                cells.append(f"{ok}/{len(doc['claims'])} pass")
+                cells.append(_tally(doc["claims"]))
         lines.append(f"| {{doc}}`../chapters/{chapter}` | " + " | ".join(cells) + " |")
     lines.append("")
 
