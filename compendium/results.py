@@ -3,12 +3,20 @@
 .. code-block:: text
 
     {"chapter": ..., "profile": ...,
-     "metadata": {"commit", "date", "device", "versions", "wall_time_s"},
+     "metadata": {"commit", "date", "device", "versions", "wall_time_s", "seeds"?},
      "metrics": {...},
-     "claims": [{"id", "paper", "statement", "measured", "threshold", "passed", "reconstruction"}]}
+     "checks": [{"id", "statement", "value", "op", "bound", "holds"}],
+     "claims": [{"id", "chapter", "paper", "statement", "statistic", "estimate", "ci", "n", "seeds",
+                 "method", "threshold", "direction", "verdict", "reconstruction"}]}
 
-A claim is judged on one measured number against a threshold; ``passed`` is a boolean computed
-here, never typed in by hand, so a claim that fails on a run is reported as failing.
+Claims are judged by :func:`compendium.claims.judge` (an estimate with a 95 % interval and a verdict
+among supported / refuted / inconclusive, threshold and direction from the registry); checks are
+implementation properties (:func:`compendium.claims.check`) and never count for a paper.
+:func:`write_results` refuses a claim the registry does not define, or whose threshold or direction
+differ from the registry's.
+
+``Claim`` / ``check_claim`` (one number against a threshold, pass / fail) remain only for chapters not
+yet converted; they are deprecated.
 """
 
 from __future__ import annotations
@@ -26,7 +34,15 @@ from typing import Any, Literal
 
 from ualib._paths import repo_root, results_dir
 
-__all__ = ["Claim", "check_claim", "write_results", "read_results", "claims_table", "environment_metadata"]
+__all__ = [
+    "Claim",
+    "check_claim",
+    "write_results",
+    "read_results",
+    "claims_table",
+    "environment_metadata",
+    "validate_claims",
+]
 
 _OPS = {
     ">": lambda a, b: a > b,
@@ -125,25 +141,95 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def validate_claims(chapter: str, claims: list[dict[str, Any]]) -> None:
+    """Raise ``ValueError`` if a judged claim is not in the registry or differs from it.
+
+    Checked: the id is registered and belongs to ``chapter``; threshold and direction equal the
+    registry's; the verdict is one of the three and follows from interval and threshold; the interval
+    contains the estimate.
+    """
+    from compendium.claims import VERDICTS, registry, verdict
+
+    reg = registry()
+    for c in claims:
+        cid = c.get("id")
+        if cid not in reg:
+            raise ValueError(f"claim {cid!r} is not in the registry (compendium/claims.yml)")
+        spec = reg[cid]
+        if spec.chapter != chapter:
+            raise ValueError(f"claim {cid!r} belongs to chapter {spec.chapter!r}, not {chapter!r}")
+        if c.get("threshold") is None or float(c["threshold"]) != spec.threshold:
+            raise ValueError(
+                f"claim {cid!r}: threshold {c.get('threshold')!r} differs from the registry's {spec.threshold!r}"
+            )
+        if c.get("direction") != spec.direction:
+            raise ValueError(
+                f"claim {cid!r}: direction {c.get('direction')!r} differs from the registry's {spec.direction!r}"
+            )
+        if c.get("verdict") not in VERDICTS:
+            raise ValueError(f"claim {cid!r}: verdict must be one of {VERDICTS}, got {c.get('verdict')!r}")
+        lo, hi = (math.nan if v is None else float(v) for v in c["ci"])
+        if c["verdict"] != verdict((lo, hi), spec.direction, spec.threshold):
+            raise ValueError(f"claim {cid!r}: verdict {c['verdict']!r} does not follow from interval {c['ci']}")
+        est = c.get("estimate")
+        if est is not None and not (math.isnan(lo) or lo <= float(est) <= hi):
+            raise ValueError(f"claim {cid!r}: interval {c['ci']} does not contain the estimate {est}")
+
+
 def write_results(
     chapter: str,
     profile: str,
     metrics: dict[str, Any],
-    claims: list[Claim],
+    claims: list[Any],
+    checks: list[Any] | None = None,
     *,
     device: str,
     wall_time_s: float,
+    seeds: list[int] | None = None,
     root: str | os.PathLike | None = None,
 ) -> Path:
-    """Write ``<root>/<profile>/<chapter>.json`` atomically and return its path."""
+    """Write ``<root>/<profile>/<chapter>.json`` atomically and return its path.
+
+    Parameters
+    ----------
+    claims : list of ClaimResult
+        Judged claims (:func:`compendium.claims.judge`); validated against the registry. Deprecated
+        :class:`Claim` objects are still accepted for chapters not yet converted.
+    checks : list of Check, optional
+        Implementation checks (:func:`compendium.claims.check`), stored apart from the claims.
+    seeds : list of int, optional
+        The training seeds of the run, stored in ``metadata["seeds"]``.
+
+    Raises
+    ------
+    ValueError
+        No claims; a claim not in the registry or with another threshold / direction; a check that is
+        not a :class:`~compendium.claims.Check`.
+    """
+    from compendium.claims import Check
+
     if not claims:
         raise ValueError("a results file needs at least one claim")
+    claim_dicts = [_jsonable(c.to_dict()) for c in claims]
+    judged = [c for c in claim_dicts if "verdict" in c]
+    validate_claims(chapter, judged)
+    checks = list(checks or [])
+    for c in checks:
+        if not isinstance(c, Check):
+            raise ValueError(f"checks must be compendium.claims.Check objects, got {type(c).__name__}")
+    ids = [c["id"] for c in claim_dicts] + [c.id for c in checks]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate claim/check ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+    meta = environment_metadata(device, wall_time_s)
+    if seeds is not None:
+        meta["seeds"] = [int(x) for x in seeds]
     doc = {
         "chapter": chapter,
         "profile": profile,
-        "metadata": environment_metadata(device, wall_time_s),
+        "metadata": meta,
         "metrics": _jsonable(metrics),
-        "claims": [_jsonable(c.to_dict()) for c in claims],
+        "checks": [_jsonable(c.to_dict()) for c in checks],
+        "claims": claim_dicts,
     }
     folder = Path(root) if root is not None else results_dir()
     path = folder / profile / f"{chapter}.json"
@@ -162,18 +248,45 @@ def read_results(chapter: str, profile: str, root: str | os.PathLike | None = No
     return json.loads((folder / profile / f"{chapter}.json").read_text())
 
 
-def claims_table(claims: list[Claim]):
-    """A ``pandas.DataFrame`` of claims for display (rounded numbers, pass / FAIL)."""
+def _fmt(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):.4g}"
+
+
+def claims_table(claims: list[Any]):
+    """A ``pandas.DataFrame`` of judged claims for display, verdict first.
+
+    Columns: verdict, estimate, 95 % CI, threshold (with the claimed direction), n, seeds, claim.
+    Accepts :class:`~compendium.claims.ClaimResult` objects or their dicts (deprecated
+    :class:`Claim` objects are shown with "pass" / "FAIL").
+    """
     import pandas as pd
 
-    rows = [
-        {
-            "claim": c.statement,
-            "measured": f"{c.measured:.4g}",
-            "criterion": f"{c.op} {c.threshold:g}",
-            "result": "pass" if c.passed else "FAIL",
-            "reconstruction": "yes" if c.reconstruction else "no",
-        }
-        for c in claims
-    ]
-    return pd.DataFrame(rows)
+    rows = []
+    for c in claims:
+        d = c if isinstance(c, dict) else c.to_dict()
+        if "verdict" not in d:  # deprecated one-number claim
+            rows.append(
+                {
+                    "verdict": "pass" if d["passed"] else "FAIL",
+                    "estimate": _fmt(d["measured"]),
+                    "95 % CI": "–",
+                    "threshold": f"{d['op']} {d['threshold']:g}",
+                    "n": "–",
+                    "seeds": "–",
+                    "claim": d["statement"],
+                }
+            )
+            continue
+        lo, hi = d["ci"]
+        rows.append(
+            {
+                "verdict": d["verdict"],
+                "estimate": _fmt(d["estimate"]),
+                "95 % CI": f"[{_fmt(lo)}, {_fmt(hi)}]",
+                "threshold": f"{d['direction']} {d['threshold']:g}",
+                "n": int(d["n"]),
+                "seeds": ", ".join(str(s) for s in d["seeds"]),
+                "claim": d["statement"],
+            }
+        )
+    return pd.DataFrame(rows, columns=["verdict", "estimate", "95 % CI", "threshold", "n", "seeds", "claim"])

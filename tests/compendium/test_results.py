@@ -34,7 +34,8 @@ def test_write_results_shape(tmp_path):
     )
     assert path == tmp_path / "tiny" / "99_x.json"
     doc = json.loads(path.read_text())
-    assert set(doc) == {"chapter", "profile", "metadata", "metrics", "claims"}
+    assert set(doc) == {"chapter", "profile", "metadata", "metrics", "checks", "claims"}
+    assert doc["checks"] == []
     assert set(doc["metadata"]) == {"commit", "date", "device", "versions", "wall_time_s"}
     (c,) = doc["claims"]
     assert {"id", "paper", "statement", "measured", "threshold", "passed", "reconstruction"} <= set(c)
