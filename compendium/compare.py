@@ -116,9 +116,11 @@ def blurring_table(
 ) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
     """Blurring test of every map: mean and standard error of MURR and AUC-URR, and mean URR curves.
 
-    Returns a frame indexed by method and a dict ``method -> mean URR [T]`` for plotting.
+    Returns a frame indexed by method and a dict ``method -> mean URR [T]`` for plotting; the frame's
+    ``attrs["per_image"]`` holds ``method -> {"murr": [B], "auc_urr": [B]}`` (NaN where undefined) for
+    bootstrapped claims.
     """
-    rows, curves = {}, {}
+    rows, curves, per_image = {}, {}, {}
     for name, a in maps.items():
         res = blurring_test(
             uncertainty_fn, x, _magnitude(a, x), fractions=fractions, blur_sigma=blur_sigma, batch_size=batch_size
@@ -130,23 +132,29 @@ def blurring_table(
             "AUC-URR sem": _sem(res["auc_urr"]),
         }
         curves[name] = res["urr"].nanmean(0)
-    return pd.DataFrame(rows).T, curves
+        per_image[name] = {"murr": res["murr"].detach().cpu(), "auc_urr": res["auc_urr"].detach().cpu()}
+    frame = pd.DataFrame(rows).T
+    frame.attrs["per_image"] = per_image
+    return frame, curves
 
 
 def localization_table(maps: Mapping[str, torch.Tensor], mask: torch.Tensor) -> pd.DataFrame:
     """Share of attribution mass inside the planted patch, pointing-game hit rate and relevance rank
     accuracy of every map (all on attribution magnitude), with the patch's share of the image as the
-    chance level of the first and last."""
-    rows = {}
+    chance level of the first and last. ``attrs["per_image"]`` holds ``method -> mass in patch [B]``
+    (NaN for an all-zero map) for bootstrapped claims."""
+    rows, per_image = {}, {}
     for name, a in maps.items():
         mag = a.abs().sum(1, keepdim=True)
+        per_image[name] = mass_in_mask(mag, mask).detach().cpu()
         rows[name] = {
-            "mass in patch": float(mass_in_mask(mag, mask).nanmean()),
+            "mass in patch": float(per_image[name].nanmean()),
             "pointing game": float(pointing_game(mag, mask).float().mean()),
             "rank accuracy": float(relevance_rank_accuracy(mag, mask).mean()),
         }
     frame = pd.DataFrame(rows).T
     frame.attrs["chance"] = float(mask.float().mean())
+    frame.attrs["per_image"] = per_image
     return frame
 
 
@@ -202,7 +210,7 @@ def stability_table(
     and the spread across seeds is summarised by the coefficient of variation of the attribution
     magnitude per pixel (:func:`ualib.attribution.explanation_uncertainty.explanation_statistics`), averaged over
     pixels (or the ``top_q`` most attributed ones) and then over images, with its standard error.
-    A deterministic method (or model) has CV 0.
+    A deterministic method (or model) has CV 0. ``attrs["per_image"]`` holds ``method -> CV [B]``.
     """
     from ualib.attribution.explanation_uncertainty import cv_aggregates, explanation_statistics
 
@@ -210,13 +218,16 @@ def stability_table(
         raise ValueError(f"stability needs at least two seeds, got {list(seeds)}")
     per_seed = [make_methods(int(s)) for s in seeds]
     names = list(per_seed[0])
-    rows = {}
+    rows, per_image = {}, {}
     for name in names:
         maps = torch.stack([methods[name](x).detach() for methods in per_seed])  # [R, B, ...]
         stats = explanation_statistics(maps)
         cv = cv_aggregates(stats["cv"], stats["mean"], top_q=top_q)["mean"]
+        per_image[name] = cv.detach().cpu()
         rows[name] = {"CV across posterior draws": float(cv.mean()), "CV sem": _sem(cv)}
-    return pd.DataFrame(rows).T
+    frame = pd.DataFrame(rows).T
+    frame.attrs["per_image"] = per_image
+    return frame
 
 
 def uncertainty_of(posterior: Posterior, kind: str) -> Callable[[torch.Tensor], torch.Tensor]:

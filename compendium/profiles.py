@@ -213,7 +213,7 @@ _COMPARISON_TINY: dict[str, Any] = {
     "smoothgrad_samples": 16,
     "blur_sigma": 1.0,
     "max_fraction": 0.2,
-    "n_redraws": 3,
+    "n_redraws": 10,
     "road_steps": 6,
     "n_road": 60,
     "n_sanity": 16,
@@ -362,7 +362,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n_planted": 1000,
             "patch_size": 12,
             "blur_sigma": 2.0,
-            "n_redraws": 5,
+            "n_redraws": 10,
             "device": "cuda",
         },
         "07_justification": {

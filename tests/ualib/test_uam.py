@@ -14,6 +14,7 @@ from ualib import uncertainty as U
 from ualib.attribution import FullGrad, random_attribution
 from ualib.attribution.uam import (
     blend_pairs,
+    deletion_reductions,
     deletion_table,
     dissonance_weights,
     mass_split,
@@ -148,6 +149,9 @@ def test_deletion_table_matches_a_hand_made_deletion(float64):
     assert table.loc["m", "before"] == pytest.approx(float(before.mean()))
     assert table.loc["m", "after"] == pytest.approx(float(after.mean()))
     assert table.loc["m", "reduction"] == pytest.approx(float((before - after).mean()))
+    b, a_ = deletion_reductions(f, x, {"m": a}, fraction=0.25)["m"]
+    torch.testing.assert_close(b, before.double())
+    torch.testing.assert_close(a_, after.double())
 
 
 def test_blend_pairs_and_mass_split():
@@ -166,5 +170,12 @@ def test_blend_pairs_and_mass_split():
         np.testing.assert_allclose(uniform[region], uniform[f"area {region}"], atol=1e-6)
     with pytest.raises(ValueError, match="non-negative"):
         mass_split(-torch.ones(15, 1, 6, 6), ma, mb)
+    # an all-zero map: its row is NaN everywhere, so mass and area means run over the same images
+    half = torch.ones(15, 1, 6, 6)
+    half[:5] = 0
+    part = mass_split(half, ma, mb)
+    assert part.iloc[:5].isna().all().all() and not part.iloc[5:].isna().any().any()
+    for region in ("A only", "B only", "both", "background"):
+        assert part[region].mean() == pytest.approx(float(part[f"area {region}"].iloc[5:].mean()), abs=1e-6)
     with pytest.raises(ValueError, match="two different labels"):
         blend_pairs(x, torch.zeros(20, dtype=torch.long), 3)

@@ -58,6 +58,7 @@ __all__ = [
     "uam",
     "uncertainty_gradients",
     "deletion_table",
+    "deletion_reductions",
     "blend_pairs",
     "mass_split",
 ]
@@ -252,6 +253,36 @@ def _sem(v: torch.Tensor) -> float:
     return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
+def deletion_reductions(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
+    *,
+    fraction: float = 0.1,
+    baseline: float = 0.0,
+    batch_size: int | None = None,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-image deletion test: the score before and after deleting each map's top-``fraction`` pixels.
+
+    The per-input form of :func:`deletion_table`, for claims whose confidence interval is bootstrapped
+    over images. Parameters as in :func:`deletion_table`.
+
+    Returns
+    -------
+    dict
+        Map name -> ``(before [B], after [B])`` float64 tensors; ``before - after`` is the reduction.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    fr = torch.tensor([0.0, float(fraction)], dtype=torch.float64)
+    out = {}
+    for name, a in maps.items():
+        res = perturbation_curve(score_fn, x, a, mode="delete", fractions=fr, baseline=baseline, batch_size=batch_size)
+        sc = res["scores"].double()
+        out[name] = (sc[:, 0], sc[:, 1])
+    return out
+
+
 def deletion_table(
     score_fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -267,7 +298,8 @@ def deletion_table(
     value, descending, see :func:`ualib.metrics.perturbation.pixel_order`) are set to ``baseline`` and the
     score (vacuity, dissonance: any ``x [n, C, H, W] -> [n]``) is recomputed, through
     :func:`ualib.metrics.perturbation.perturbation_curve` with ``mode="delete"``. Include a random map
-    (:func:`ualib.attribution.random_attribution`) as the control.
+    (:func:`ualib.attribution.random_attribution`) as the control. :func:`deletion_reductions` returns
+    the per-image scores.
 
     Parameters
     ----------
@@ -290,17 +322,13 @@ def deletion_table(
         Indexed by map name, with ``before`` (mean score), ``after`` (mean score after deletion),
         ``reduction`` (mean of ``before - after`` per image) and ``reduction sem``.
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    fr = torch.tensor([0.0, float(fraction)], dtype=torch.float64)
+    per_image = deletion_reductions(score_fn, x, maps, fraction=fraction, baseline=baseline, batch_size=batch_size)
     rows = {}
-    for name, a in maps.items():
-        res = perturbation_curve(score_fn, x, a, mode="delete", fractions=fr, baseline=baseline, batch_size=batch_size)
-        sc = res["scores"].double()
-        red = sc[:, 0] - sc[:, 1]
+    for name, (before, after) in per_image.items():
+        red = before - after
         rows[name] = {
-            "before": float(sc[:, 0].mean()),
-            "after": float(sc[:, 1].mean()),
+            "before": float(before.mean()),
+            "after": float(after.mean()),
             "reduction": float(red.mean()),
             "reduction sem": _sem(red),
         }
@@ -365,8 +393,10 @@ def mass_split(attribution: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Te
     -------
     pandas.DataFrame
         One row per image with the mass fractions ``A only``, ``B only``, ``both`` and ``background``
-        (rows sum to 1; NaN for an all-zero map) and the matching area fractions (``area A only``,
-        ...), the chance level of a map spread uniformly.
+        (rows sum to 1) and the matching area fractions (``area A only``, ...), the chance level of a
+        map spread uniformly. An all-zero map has no mass to split: its row is NaN in *every* column,
+        area fractions included, so that column means (``DataFrame.mean`` skips NaN) average mass and
+        area over the same images.
     """
     a = check_tensor(attribution, "attribution", ndim=4).sum(1)
     if (a < 0).any():
@@ -377,6 +407,9 @@ def mass_split(attribution: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Te
     out = {}
     for name, r in regions.items():
         out[name] = ((a * r).flatten(1).sum(1) / total).numpy()
+    empty = (total == 0).numpy()
     for name, r in regions.items():
-        out[f"area {name}"] = r.flatten(1).float().mean(1).numpy()
+        area = r.flatten(1).float().mean(1).numpy()
+        area[empty] = float("nan")
+        out[f"area {name}"] = area
     return pd.DataFrame(out)
