@@ -37,6 +37,8 @@ __all__ = [
     "chapters",
     "run_chapter",
     "chapter_key",
+    "prepare_page",
+    "prepare_pages",
     "build_html",
     "vendor_assets",
     "strip_outputs",
@@ -47,6 +49,13 @@ __all__ = [
 ]
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+HTML_TABLES_ENV = "UALIB_HTML_TABLES"  # compendium.tables.HTML_ENV (not imported: it would load pandas)
+#: a code cell longer than this many lines is folded behind a toggle on the page (hide-input)
+FOLD_LINES = 25
+# what marks bookkeeping cells in the chapter notebooks (recognized here, so chapter edits need no tags)
+_RESULTS_WRITER = "write_results("
+_INSTALL_MARK = "# ualib install cell"
+_RESULTS_NOTE = "results written to "
 # build tooling that cannot change what a chapter computes: editing it keeps the execution cache valid
 _BUILD_ONLY = {"book.py", "browser.py", "pdf.py", "report.py"}
 _LOCK_STAMP = ".ualib-lock.sha256"
@@ -125,6 +134,8 @@ def run_chapter(
     key = chapter_key(name, profile, r)
     if not force and _cached(dst, key, results_dir() / profile / f"{name}.json"):
         return dst, True
+    # the book's kernels render results tables as styled HTML (compendium.tables.show); nbval's stay text
+    os.environ[HTML_TABLES_ENV] = "1"
     pm.execute_notebook(
         str(src),
         str(dst),
@@ -184,6 +195,86 @@ def vendor_assets(root: str | os.PathLike | None = None, *, quiet: bool = True) 
     return es5, True
 
 
+def _add_tags(cell, *tags: str) -> None:
+    have = cell.setdefault("metadata", {}).setdefault("tags", [])
+    have.extend(t for t in tags if t not in have)
+
+
+def _strip_check_mark(source: str) -> str:
+    lines = source.split("\n")
+    kept = [line for line in lines if line.strip() != CHECK_MARK]
+    return "\n".join(kept)
+
+
+def _drop_results_note(cell) -> None:
+    """Remove the "results written to ..." lines from a cell's stdout (and outputs left empty)."""
+    kept = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            text = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+            text = "".join(line for line in text.splitlines(keepends=True) if not line.startswith(_RESULTS_NOTE))
+            if not text:
+                continue
+            out["text"] = text
+        kept.append(out)
+    cell["outputs"] = kept
+
+
+def prepare_page(nb: dict) -> dict:
+    """Turn an executed chapter (notebook JSON) into what its page shows: the science, not the machinery.
+
+    In place, and idempotent:
+
+    - ``# NBVAL_CHECK_OUTPUT`` lines are removed from every code cell (the source notebook keeps them);
+    - the "results written to ..." line is dropped from the output of the cell that writes ``results/``
+      (it calls ``write_results(``); the cell is removed (``remove-cell``) when nothing else is left in
+      its output, else its code is folded (``hide-input``); the install cell (first line
+      ``# ualib install cell``) is removed;
+    - when papermill injected parameters, the notebook's default parameters cell is removed and the
+      injected one (the values this run used) is folded behind a toggle (``hide-input``);
+    - code cells longer than :data:`FOLD_LINES` lines are folded (``hide-input``).
+
+    Cells that already carry ``remove-*`` / ``hide-*`` tags keep them.
+    """
+    cells = nb.get("cells", [])
+    injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        src = _strip_check_mark(src)
+        cell["source"] = src
+        tags = cell.get("metadata", {}).get("tags", [])
+        if _RESULTS_WRITER in src:
+            _drop_results_note(cell)
+            if not cell.get("outputs"):
+                _add_tags(cell, "remove-cell")
+            else:  # the cell shows something else too (a table): keep that, hide the bookkeeping code
+                _add_tags(cell, "hide-input")
+        elif src.lstrip().startswith(_INSTALL_MARK):
+            _add_tags(cell, "remove-cell")
+        elif "parameters" in tags and injected:
+            _add_tags(cell, "remove-cell")
+        elif "injected-parameters" in tags:
+            _add_tags(cell, "hide-input")
+        elif src.count("\n") + 1 > FOLD_LINES:
+            _add_tags(cell, "hide-input")
+    return nb
+
+
+def prepare_pages(folder: str | os.PathLike) -> list[Path]:
+    """Apply :func:`prepare_page` to every executed chapter ``<folder>/*.ipynb``; return the files changed."""
+    changed = []
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        text = path.read_text()
+        nb = prepare_page(json.loads(text))
+        new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        if new != text:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
 def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.PathLike | None = None) -> Path:
     """``jupyter-book build`` with warnings as errors; return the folder of the HTML.
 
@@ -201,6 +292,8 @@ def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.Path
     from compendium.bench_page import write_benchmark_page
 
     write_benchmark_page(r)  # the benchmark appendix, from benchmarks/results/*.json
+    # what each chapter page shows: no nbval markers, no results-writing or duplicate parameters cells
+    prepare_pages(r / "book" / "chapters")
 
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(r), "-W", "-n", "--keep-going"]
