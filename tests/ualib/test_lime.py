@@ -12,7 +12,7 @@ from sklearn.linear_model import Ridge
 from torch import nn
 
 import ualib.attribution
-from ualib.attribution.lime import _BatchedLimeImageExplainer, grid_segmentation, lime
+from ualib.attribution.lime import _batched_explainer_class, grid_segmentation, lime
 from ualib.posteriors import MCDropout
 
 
@@ -44,7 +44,7 @@ def test_vectorised_neighbourhood_equals_lime_loop() -> None:
 
         return fn
 
-    d1, l1 = _BatchedLimeImageExplainer(random_state=np.random.RandomState(3)).data_labels(
+    d1, l1 = _batched_explainer_class()(random_state=np.random.RandomState(3)).data_labels(
         image, fudged, segments, recorder("ours"), 57, batch_size=10
     )
     d2, l2 = LimeImageExplainer(random_state=np.random.RandomState(3)).data_labels(

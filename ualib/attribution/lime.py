@@ -46,12 +46,11 @@ classifier. KDD 2016.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from lime.lime_image import LimeImageExplainer
-from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from ualib._checks import check_positive_int
 from ualib.attribution._common import Target, check_batch_size, check_input, check_nonnegative_float, check_target
@@ -81,19 +80,26 @@ def grid_segmentation(height: int, width: int, cell_size: int) -> np.ndarray:
     return ((hh // cell_size) * cols + ww // cell_size).astype(np.int64)
 
 
-class _BatchedLimeImageExplainer(LimeImageExplainer):
-    """``LimeImageExplainer`` whose neighbourhood is built with NumPy in chunks (same draws, same images)."""
+@functools.cache
+def _batched_explainer_class() -> type:
+    """``LimeImageExplainer`` whose neighbourhood is built with NumPy in chunks (same draws, same images).
 
-    def data_labels(self, image, fudged_image, segments, classifier_fn, num_samples, batch_size=10):  # noqa: D401
-        n_features = np.unique(segments).shape[0]
-        data = self.random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
-        data[0, :] = 1
-        labels = []
-        for start in range(0, num_samples, batch_size):
-            off = data[start : start + batch_size][:, segments] == 0  # [n, H, W]: superpixel switched off
-            imgs = np.where(off[..., None], fudged_image[None], image[None])
-            labels.extend(classifier_fn(imgs))
-        return data, np.array(labels)
+    Built on first use, so that importing :mod:`ualib` does not import the ``lime`` package."""
+    from lime.lime_image import LimeImageExplainer
+
+    class _BatchedLimeImageExplainer(LimeImageExplainer):
+        def data_labels(self, image, fudged_image, segments, classifier_fn, num_samples, batch_size=10):  # noqa: D401
+            n_features = np.unique(segments).shape[0]
+            data = self.random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
+            data[0, :] = 1
+            labels = []
+            for start in range(0, num_samples, batch_size):
+                off = data[start : start + batch_size][:, segments] == 0  # [n, H, W]: superpixel switched off
+                imgs = np.where(off[..., None], fudged_image[None], image[None])
+                labels.extend(classifier_fn(imgs))
+            return data, np.array(labels)
+
+    return _BatchedLimeImageExplainer
 
 
 def _segmenter(segmentation: str | Segmenter, cell_size: int | None, shape: tuple[int, int], seed: int) -> Segmenter:
@@ -105,6 +111,8 @@ def _segmenter(segmentation: str | Segmenter, cell_size: int | None, shape: tupl
         grid = grid_segmentation(h, w, check_positive_int(cell, "cell_size"))
         fn = lambda image: grid  # noqa: E731
     elif segmentation == "quickshift":
+        from lime.wrappers.scikit_image import SegmentationAlgorithm
+
         fn = SegmentationAlgorithm("quickshift", kernel_size=4, max_dist=200, ratio=0.2, random_seed=seed)
     else:
         raise ValueError(f"segmentation must be one of {list(SEGMENTATIONS)} or a callable, got {segmentation!r}")
@@ -220,7 +228,7 @@ def lime(
             image = np.repeat(image, 3, axis=2)
         segments = segment(image)
         n_seg = int(segments.max()) + 1
-        explainer = _BatchedLimeImageExplainer(
+        explainer = _batched_explainer_class()(
             kernel_width=kernel_width, feature_selection="none", random_state=np.random.RandomState(seed)
         )
         exp = explainer.explain_instance(
