@@ -49,7 +49,7 @@ def test_headline_methods_do_not_load_plotting_or_the_compendium():
     code = (
         "import sys, json, ualib; ualib.MCDropout; ualib.ua_backprop; ualib.uam; ualib.FullGrad; "
         "ualib.uncertainty_target; ualib.gradient_metrics; "
-        f"print(json.dumps([m for m in ('matplotlib', 'ipywidgets', 'compendium') if m in sys.modules]))"
+        "print(json.dumps([m for m in ('matplotlib', 'ipywidgets', 'compendium') if m in sys.modules]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=_env()
