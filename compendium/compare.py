@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from ualib import uncertainty as U
-from ualib.attribution import grad_cam, gradient, input_x_gradient, integrated_gradients, random_attribution, smoothgrad
+from ualib.attribution import random_attribution
+from ualib.attribution.registry import uncertainty_attributor
 from ualib.attribution.ua_backprop import ua_backprop
 from ualib.metrics.localization import mass_in_mask, pointing_game, relevance_rank_accuracy
 from ualib.metrics.perturbation import blurring_test
 from ualib.posteriors import DeepEnsemble, Posterior
-from ualib.targets import uncertainty_target
 
 __all__ = [
     "Method",
@@ -52,29 +52,29 @@ def uncertainty_attributors(
     batch_size: int | None = None,
     seed: int = 0,
 ) -> dict[str, Method]:
-    """UA-Backprop and the gradient-based baselines of METHODS §3.4, all explaining ``kind`` uncertainty.
+    """UA-Backprop and the gradient-based baselines of chapter 2 (``02_ua_backprop``), all explaining
+    ``kind`` uncertainty; each entry is :func:`ualib.attribution.registry.uncertainty_attributor`.
 
     Grad-CAM is included when ``gradcam_layer`` is given and the posterior is not a
     :class:`~ualib.posteriors.DeepEnsemble` (its activations live inside ``vmap``).
     """
-    target = uncertainty_target(posterior, kind)
+
+    def bind(method: str, **options: object) -> Method:
+        return uncertainty_attributor(method, posterior, kind, **options)
+
     methods: dict[str, Method] = {
-        "UA-Backprop": lambda x: ua_backprop(posterior, x, kind=kind),
-        "gradient": lambda x: gradient(target, x, batch_size=batch_size),
-        "input x gradient": lambda x: input_x_gradient(target, x, batch_size=batch_size),
-        "SmoothGrad": lambda x: smoothgrad(
-            target, x, n_samples=smoothgrad_samples, sigma=smoothgrad_sigma, seed=seed, batch_size=batch_size
+        "UA-Backprop": bind("ua_backprop"),
+        "gradient": bind("gradient", batch_size=batch_size),
+        "input x gradient": bind("input_x_gradient", batch_size=batch_size),
+        "SmoothGrad": bind(
+            "smoothgrad", n_samples=smoothgrad_samples, sigma=smoothgrad_sigma, seed=seed, batch_size=batch_size
         ),
-        f"IG-{ig_steps} black": lambda x: integrated_gradients(
-            target, x, baseline="black", steps=ig_steps, batch_size=batch_size
-        ),
-        f"IG-{ig_steps} blur": lambda x: integrated_gradients(
-            target, x, baseline="blur", steps=ig_steps, batch_size=batch_size
-        ),
+        f"IG-{ig_steps} black": bind("integrated_gradients", baseline="black", steps=ig_steps, batch_size=batch_size),
+        f"IG-{ig_steps} blur": bind("integrated_gradients", baseline="blur", steps=ig_steps, batch_size=batch_size),
     }
     if gradcam_layer is not None and not isinstance(posterior, DeepEnsemble):
-        methods["Grad-CAM"] = lambda x: grad_cam(target, x, layer=gradcam_layer, batch_size=batch_size)
-    methods["random"] = lambda x: random_attribution(x, seed=seed)
+        methods["Grad-CAM"] = bind("grad_cam", layer=gradcam_layer, batch_size=batch_size)
+    methods["random"] = bind("random", seed=seed)
     return methods
 
 
@@ -159,7 +159,7 @@ def localization_table(maps: Mapping[str, torch.Tensor], mask: torch.Tensor) -> 
 
 
 def completeness_table(
-    posteriors: Mapping[str, Posterior], x: torch.Tensor, kinds: Sequence[str] = ("total", "aleatoric", "epistemic")
+    posteriors: Mapping[str, Posterior], x: torch.Tensor, kinds: Sequence[str] = U.ENTROPIC_KINDS
 ) -> pd.DataFrame:
     """Largest ``|sum_i A_i - U|`` of UA-Backprop over ``x`` per posterior and uncertainty kind, with the
     mean explained uncertainty for scale (in the dtype of the model and ``x``)."""

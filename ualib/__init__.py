@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "evidential_target": "ualib.targets",  # vacuity / dissonance of an evidential posterior
     "class_logit": "ualib.targets",  # one class's logit
     "class_probability": "ualib.targets",  # one class's probability
+    "UncertaintyKind": "ualib.uncertainty",  # str enum of the explainable uncertainty measures
     # uncertainty measures of sampled probabilities [S, B, K] or Dirichlet parameters [B, K]
     "decompose": "ualib.uncertainty",  # total = aleatoric + epistemic, exactly
     "total_entropy": "ualib.uncertainty",  # entropy of the mean prediction

@@ -47,18 +47,17 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from ualib import metrics
 from ualib import uncertainty as U
 from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._progress import progress_bar
 from ualib.attribution.blur import gaussian_blur
 from ualib.posteriors import Posterior, preserve_mode
 from ualib.seeding import derive_seed, preserve_rng, seed_everything
@@ -361,14 +360,7 @@ def attend(
     x_tilde = x.clone()
     idx = torch.nonzero(applied).flatten()
     starts = range(0, len(idx), batch_size)
-    bar = tqdm(
-        starts,
-        desc=progress if isinstance(progress, str) else "attention",
-        disable=not progress,
-        file=sys.stderr,
-        leave=False,
-        unit="batch",
-    )
+    bar = progress_bar(starts, progress=progress, desc="attention", leave=False, unit="batch")
     for i in bar:
         j = idx[i : i + batch_size].to(x.device)
         xb = x[j].clone()

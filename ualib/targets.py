@@ -20,12 +20,21 @@ from ualib import uncertainty as U
 from ualib._checks import check_choice
 from ualib.posteriors import Evidential, Posterior
 
-__all__ = ["Target", "class_logit", "class_probability", "uncertainty_target", "evidential_target", "TARGET_KINDS"]
+__all__ = [
+    "Target",
+    "class_logit",
+    "class_probability",
+    "uncertainty_target",
+    "evidential_target",
+    "kind_target",
+    "TARGET_KINDS",
+]
 
 #: a differentiable scalar function of a batch: ``x [B, ...] -> [B]``
 Target = Callable[[torch.Tensor], torch.Tensor]
 
-TARGET_KINDS = ("total", "aleatoric", "epistemic", "variance")
+#: options of :func:`uncertainty_target` (the values of :meth:`ualib.UncertaintyKind.sampled`)
+TARGET_KINDS = U.UNCERTAINTY_KINDS
 
 
 def _class_index(cls: int | torch.Tensor, b: int, device: torch.device) -> torch.Tensor:
@@ -83,7 +92,7 @@ def uncertainty_target(
 
 def evidential_target(posterior: Evidential, kind: str = "vacuity") -> Target:
     """Vacuity or dissonance of an evidential model as ``x -> [B]`` (Josang 2016; Zhao et al. 2020)."""
-    check_choice(kind, "kind", ("vacuity", "dissonance"))
+    check_choice(kind, "kind", U.EVIDENTIAL_KINDS)
     if not isinstance(posterior, Evidential):
         raise TypeError(f"posterior must be ualib.posteriors.Evidential, got {type(posterior).__name__}")
     fn = U.vacuity if kind == "vacuity" else U.dissonance
@@ -92,3 +101,19 @@ def evidential_target(posterior: Evidential, kind: str = "vacuity") -> Target:
         return fn(posterior.alpha(x))
 
     return target
+
+
+def kind_target(posterior: Posterior, kind: str) -> Target:
+    """The uncertainty ``kind`` of ``posterior`` as a differentiable target ``x [B, ...] -> [B]``.
+
+    :func:`uncertainty_target` for a kind of :meth:`ualib.UncertaintyKind.sampled` (any posterior),
+    :func:`evidential_target` for ``"vacuity"`` / ``"dissonance"`` (an
+    :class:`~ualib.posteriors.Evidential` model only).
+    """
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")
+    kinds = U.UNCERTAINTY_KINDS + (U.EVIDENTIAL_KINDS if isinstance(posterior, Evidential) else ())
+    check_choice(kind, "kind", kinds)
+    if kind in U.EVIDENTIAL_KINDS:
+        return evidential_target(posterior, kind)  # type: ignore[arg-type]
+    return uncertainty_target(posterior, kind)

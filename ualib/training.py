@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -26,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ualib import __version__
 from ualib._checks import check_choice, check_positive_int, check_tensor
 from ualib._paths import cache_dir as default_cache_dir
+from ualib._progress import progress_bar
 from ualib.models import build_model
 from ualib.posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
 from ualib.seeding import derive_seed, generator, preserve_rng, seed_everything
@@ -135,13 +134,8 @@ def fit(
     history: dict[str, list[float]] = {"loss": [], "seconds": []}
     n = len(x)
     steps_per_epoch = (n + batch_size - 1) // batch_size
-    bar = tqdm(
-        total=epochs * steps_per_epoch,
-        desc=desc or posterior.name,
-        disable=not progress,
-        file=sys.stderr,
-        mininterval=2.0,
-        unit="step",
+    bar = progress_bar(
+        progress=bool(progress), desc=desc or posterior.name, total=epochs * steps_per_epoch, unit="step"
     )
     with preserve_rng():
         seed_everything(derive_seed(seed, "train"))

@@ -36,14 +36,18 @@ References
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 
 import torch
 
 from ualib._checks import check_alpha, check_choice, check_probs
 
 __all__ = [
+    "UncertaintyKind",
     "UNCERTAINTY_KINDS",
     "DECOMPOSITION_KINDS",
+    "ENTROPIC_KINDS",
+    "EVIDENTIAL_KINDS",
     "VARIANCE_REDUCTIONS",
     "total_entropy",
     "expected_entropy",
@@ -58,10 +62,62 @@ __all__ = [
     "dissonance",
 ]
 
-#: Options of :func:`uncertainty`.
-UNCERTAINTY_KINDS: tuple[str, ...] = ("total", "aleatoric", "epistemic", "variance")
+
+class UncertaintyKind(StrEnum):
+    """The uncertainty measures an attribution method can explain; a ``str`` enum, so
+    ``UncertaintyKind.EPISTEMIC == "epistemic"`` and every function that takes ``kind="epistemic"``
+    also takes the member.
+
+    Examples
+    --------
+    >>> from ualib import UncertaintyKind
+    >>> UncertaintyKind("epistemic") is UncertaintyKind.EPISTEMIC
+    True
+    >>> [k.value for k in UncertaintyKind.sampled()]
+    ['total', 'aleatoric', 'epistemic', 'variance']
+    """
+
+    #: entropy of the mean prediction, :func:`total_entropy` (nats)
+    TOTAL = "total"
+    #: expected entropy of the samples, :func:`expected_entropy`: the aleatoric part (nats)
+    ALEATORIC = "aleatoric"
+    #: mutual information between prediction and weights, :func:`mutual_information`: the epistemic part (nats)
+    EPISTEMIC = "epistemic"
+    #: predictive variance summed over classes, :func:`predictive_variance` with ``reduce="sum"``
+    VARIANCE = "variance"
+    #: missing evidence ``K / sum(alpha)`` of a Dirichlet output, :func:`vacuity` (in [0, 1])
+    VACUITY = "vacuity"
+    #: conflicting evidence of a Dirichlet output, :func:`dissonance` (in [0, 1])
+    DISSONANCE = "dissonance"
+
+    @classmethod
+    def sampled(cls) -> tuple[UncertaintyKind, ...]:
+        """Measures of sampled probabilities ``[S, B, K]`` (any posterior)."""
+        return (cls.TOTAL, cls.ALEATORIC, cls.EPISTEMIC, cls.VARIANCE)
+
+    @classmethod
+    def entropic(cls) -> tuple[UncertaintyKind, ...]:
+        """The entropy decomposition total = aleatoric + epistemic (Depeweg et al. 2018)."""
+        return (cls.TOTAL, cls.ALEATORIC, cls.EPISTEMIC)
+
+    @classmethod
+    def evidential(cls) -> tuple[UncertaintyKind, ...]:
+        """Measures of Dirichlet parameters ``[B, K]`` (an evidential posterior)."""
+        return (cls.VACUITY, cls.DISSONANCE)
+
+
+def _values(kinds: tuple[UncertaintyKind, ...]) -> tuple[str, ...]:
+    return tuple(k.value for k in kinds)
+
+
+#: Options of :func:`uncertainty` (values of :meth:`UncertaintyKind.sampled`).
+UNCERTAINTY_KINDS: tuple[str, ...] = _values(UncertaintyKind.sampled())
 #: Options of :func:`decompose` (the same measures, each with an exact per-(sample, class) split).
-DECOMPOSITION_KINDS: tuple[str, ...] = ("total", "aleatoric", "epistemic", "variance")
+DECOMPOSITION_KINDS: tuple[str, ...] = UNCERTAINTY_KINDS
+#: The entropy decomposition (values of :meth:`UncertaintyKind.entropic`).
+ENTROPIC_KINDS: tuple[str, ...] = _values(UncertaintyKind.entropic())
+#: Measures of a Dirichlet output (values of :meth:`UncertaintyKind.evidential`).
+EVIDENTIAL_KINDS: tuple[str, ...] = _values(UncertaintyKind.evidential())
 #: Options of ``reduce`` in :func:`predictive_variance`.
 VARIANCE_REDUCTIONS: tuple[str, ...] = ("sum", "none", "max")
 

@@ -242,7 +242,7 @@ def test_hooks_mode_and_requires_grad_restored():
 def test_hooks_removed_when_an_exception_is_raised():
     model, x = _net("sequential", torch.float32)
     fg = FullGrad(model)
-    with pytest.raises(ValueError, match=r"class index target must lie in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"class_index must lie in \[0, 2\]"):
         fg.signed_map(x, 5)  # fails inside the hooked forward pass
     assert _hook_count(model) == 0
     with pytest.raises(TypeError, match="linear function of the model's outputs"):

@@ -28,6 +28,10 @@ linear function of a model's outputs, so it takes the model and a class index or
 instead of an arbitrary target (:func:`fullgrad` for the signed complete map,
 :func:`fullgrad_saliency` for the official display map).
 
+Every method, with what it explains, whether it is complete, the uncertainty kinds it supports and
+its reference, has one entry in :data:`REGISTRY` (:mod:`ualib.attribution.registry`); :data:`METHODS`
+is built from it.
+
 Methods that multiply work (integration steps, noise samples) take ``batch_size``, the number of
 points pushed through the target at once; the result does not depend on it.
 """
@@ -64,15 +68,14 @@ __all__ = [
     "guided_relu",
     "BASELINES",
     "METHODS",
+    "REGISTRY",
+    "MethodSpec",
 ]
 
-#: every attribution method by name
+from ualib.attribution.registry import REGISTRY, MethodSpec  # noqa: E402  (after the methods it lists)
+
+#: the methods that take ``(target, x)`` (the random control takes ``x``), by name; built from
+#: :data:`ualib.attribution.registry.REGISTRY`
 METHODS: dict[str, Callable] = {
-    "gradient": gradient,
-    "input_x_gradient": input_x_gradient,
-    "smoothgrad": smoothgrad,
-    "integrated_gradients": integrated_gradients,
-    "guided_backprop": guided_backprop,
-    "grad_cam": grad_cam,
-    "random": random_attribution,
+    n: s.fn for n, s in REGISTRY.items() if s.explains in ("target", "nothing") and n != "lime"
 }

@@ -45,6 +45,7 @@ import torch
 from ualib._checks import check_choice, check_positive_int, check_tensor
 from ualib.attribution import gradient, guided_backprop, integrated_gradients
 from ualib.attribution.lime import lime
+from ualib.attribution.registry import names
 from ualib.metrics.perturbation import _normalised_auc, perturbation_curve
 from ualib.posteriors import Posterior
 
@@ -59,8 +60,8 @@ __all__ = [
     "stochastic_perturbation_curves",
 ]
 
-#: the explanation methods of :func:`explanation_distribution`
-EXPLAINERS = ("guided_backprop", "integrated_gradients", "lime", "gradient")
+#: the explanation methods of :func:`explanation_distribution`: the registry entries marked ``distribution``
+EXPLAINERS = names(distribution=True)
 #: whether Mulye & Valdenegro-Toro (2024) used the method (plain gradients are an extra)
 IN_PAPER = {"guided_backprop": True, "integrated_gradients": True, "lime": True, "gradient": False}
 #: what is explained: a class probability, a class logit, or a regressor's output

@@ -212,19 +212,21 @@ class FullGradDecomposition:
         return torch.where(den > 0, err / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(err))
 
 
-def _check_weights(target: object, k: int, b: int, like: torch.Tensor) -> torch.Tensor:
+def _check_weights(class_index: object, k: int, b: int, like: torch.Tensor) -> torch.Tensor:
     """Turn a class index / per-input classes / logit weights into weights ``[B, K]``."""
-    if isinstance(target, bool):
-        raise TypeError("target must be a class index, an integer tensor [B] or float weights [K] / [B, K], got a bool")
-    if isinstance(target, int):
-        if not 0 <= target < k:
-            raise ValueError(f"class index target must lie in [0, {k - 1}] for K={k} outputs, got {target}")
-        return F.one_hot(torch.full((b,), target, device=like.device), k).to(like.dtype)
-    if isinstance(target, torch.Tensor):
-        t = target.to(like.device)
+    if isinstance(class_index, bool):
+        raise TypeError("class_index must be an int, an integer tensor [B] or float weights [K] / [B, K], got a bool")
+    if isinstance(class_index, int):
+        if not 0 <= class_index < k:
+            raise ValueError(f"class_index must lie in [0, {k - 1}] for K={k} outputs, got {class_index}")
+        return F.one_hot(torch.full((b,), class_index, device=like.device), k).to(like.dtype)
+    if isinstance(class_index, torch.Tensor):
+        t = class_index.to(like.device)
         if not t.is_floating_point():
             if t.shape != (b,):
-                raise ValueError(f"an integer target must hold one class per input, shape [{b}], got {tuple(t.shape)}")
+                raise ValueError(
+                    f"an integer class_index must hold one class per input, shape [{b}], got {tuple(t.shape)}"
+                )
             if t.numel() and (t.min() < 0 or t.max() >= k):
                 raise ValueError(f"class indices must lie in [0, {k - 1}] for K={k} outputs")
             return F.one_hot(t.long(), k).to(like.dtype)
@@ -232,14 +234,14 @@ def _check_weights(target: object, k: int, b: int, like: torch.Tensor) -> torch.
             t = t.expand(b, k)
         if t.shape != (b, k):
             raise ValueError(
-                f"float target weights must have shape [K]=[{k}] or [B, K]=[{b}, {k}], got {tuple(t.shape)}"
+                f"float class_index weights must have shape [K]=[{k}] or [B, K]=[{b}, {k}], got {tuple(t.shape)}"
             )
         if not torch.isfinite(t).all():
-            raise ValueError("target weights contain NaN or infinite values")
+            raise ValueError("class_index weights contain NaN or infinite values")
         return t.to(like.dtype)
     raise TypeError(
         "FullGrad explains a linear function of the model's outputs: pass a class index (int), classes [B] "
-        f"(integer tensor) or logit weights [K] / [B, K] (float tensor), got {type(target).__name__}. "
+        f"(integer tensor) or logit weights [K] / [B, K] (float tensor), got {type(class_index).__name__}. "
         "Completeness does not hold for a non-linear target such as a probability or an uncertainty."
     )
 
@@ -410,7 +412,7 @@ class FullGrad:
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     # -- the decomposition ------------------------------------------------------------------------
-    def _decompose(self, x: torch.Tensor, target: object, *, check: bool = True) -> FullGradDecomposition:
+    def _decompose(self, x: torch.Tensor, class_index: object, *, check: bool = True) -> FullGradDecomposition:
         records: list[tuple[str, nn.Module, torch.Tensor]] = []
         names = {id(m): n for n, m in self._biased}
 
@@ -427,7 +429,7 @@ class FullGrad:
             if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise ValueError(f"model must map {x.shape[0]} inputs to outputs [B, K] = [{x.shape[0]}, K], got {got}")
-            w = _check_weights(target, out.shape[1], out.shape[0], out)
+            w = _check_weights(class_index, out.shape[1], out.shape[0], out)
             f = (out * w).sum(1)
             grads = torch.autograd.grad(f.sum(), [xs] + [r[2] for r in records], allow_unused=True)
         gx = grads[0] if grads[0] is not None else torch.zeros_like(xs)
@@ -448,7 +450,7 @@ class FullGrad:
         if not self.checked:
             self.check_completeness(shape=tuple(x.shape[1:]))
 
-    def decompose(self, x: torch.Tensor, target: int | torch.Tensor) -> FullGradDecomposition:
+    def decompose(self, x: torch.Tensor, class_index: int | torch.Tensor) -> FullGradDecomposition:
         """The full-gradient decomposition of ``f(x) = sum_k w_k model(x)_k``.
 
         Parameters
@@ -456,7 +458,7 @@ class FullGrad:
         x
             Inputs ``[B, C, H, W]`` (also ``[B, F]`` for a fully connected model), floating point, in
             the model's dtype. Not modified.
-        target
+        class_index
             What to explain, a linear function of the outputs: a class index (``int``), one class per
             input (integer tensor ``[B]``), or logit weights (float tensor ``[K]`` or ``[B, K]``).
 
@@ -469,13 +471,15 @@ class FullGrad:
         Raises
         ------
         ValueError
-            For a malformed input or target, or (``strict``) an incomplete decomposition.
+            For a malformed input or class_index, or (``strict``) an incomplete decomposition.
         """
         x = check_input(x).detach()
         self._ensure_checked(x)
-        return self._decompose(x, target)
+        return self._decompose(x, class_index)
 
-    def signed_map(self, x: torch.Tensor, target: int | torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    def signed_map(
+        self, x: torch.Tensor, class_index: int | torch.Tensor, *, batch_size: int | None = None
+    ) -> torch.Tensor:
         """Raw signed per-pixel attribution ``[B, 1, H, W]`` whose sum over pixels is ``f(x)`` (METHODS §5.3).
 
         ``input term (channel-summed) + sum over conv / BatchNorm2d bias terms of their
@@ -487,7 +491,7 @@ class FullGrad:
         ----------
         x
             Images ``[B, C, H, W]``.
-        target
+        class_index
             A class index, classes ``[B]`` or logit weights ``[K]`` / ``[B, K]`` (see :meth:`decompose`).
         batch_size
             Decompose at most this many inputs at a time (``None``: all at once).
@@ -502,7 +506,9 @@ class FullGrad:
         self._ensure_checked(x)
         parts = []
         for a, b in chunks(x.shape[0], batch_size):
-            parts.append(self._signed(self._decompose(x[a:b], _slice_target(target, a, b)), tuple(x.shape[-2:])))
+            parts.append(
+                self._signed(self._decompose(x[a:b], _slice_class_index(class_index, a, b)), tuple(x.shape[-2:]))
+            )
         return torch.cat(parts)
 
     @staticmethod
@@ -516,7 +522,9 @@ class FullGrad:
                 flat = flat + t.flatten(1).sum(1)
         return out + (flat / (size[0] * size[1])).view(-1, 1, 1, 1)
 
-    def saliency(self, x: torch.Tensor, target: int | torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    def saliency(
+        self, x: torch.Tensor, class_index: int | torch.Tensor, *, batch_size: int | None = None
+    ) -> torch.Tensor:
         """The display saliency of the official implementation, ``[B, 1, H, W]``.
 
         ``S = sum_c pp(grad_x f * x)_c + sum over 4-D bias terms of sum_c up(pp(term))_c`` with
@@ -529,7 +537,7 @@ class FullGrad:
         ----------
         x
             Images ``[B, C, H, W]``.
-        target
+        class_index
             A class index, classes ``[B]`` or logit weights ``[K]`` / ``[B, K]``.
         batch_size
             Decompose at most this many inputs at a time (``None``: all at once).
@@ -544,7 +552,9 @@ class FullGrad:
         self._ensure_checked(x)
         parts = []
         for a, b in chunks(x.shape[0], batch_size):
-            parts.append(self._display(self._decompose(x[a:b], _slice_target(target, a, b)), tuple(x.shape[-2:])))
+            parts.append(
+                self._display(self._decompose(x[a:b], _slice_class_index(class_index, a, b)), tuple(x.shape[-2:]))
+            )
         return torch.cat(parts)
 
     @staticmethod
@@ -601,29 +611,43 @@ class FullGrad:
         return torch.cat(signed), torch.cat(display), torch.cat(logits)
 
 
-def _slice_target(target: object, a: int, b: int) -> object:
-    """The part of a per-input target that belongs to the inputs ``a:b``."""
-    if isinstance(target, torch.Tensor) and target.ndim >= 1 and not (target.is_floating_point() and target.ndim == 1):
-        return target[a:b]
-    return target
+def _slice_class_index(class_index: object, a: int, b: int) -> object:
+    """The part of a per-input class_index that belongs to the inputs ``a:b``."""
+    if (
+        isinstance(class_index, torch.Tensor)
+        and class_index.ndim >= 1
+        and not (class_index.is_floating_point() and class_index.ndim == 1)
+    ):
+        return class_index[a:b]
+    return class_index
 
 
 def fullgrad(
-    model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, *, strict: bool = True, batch_size: int | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    class_index: int | torch.Tensor,
+    *,
+    strict: bool = True,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Signed complete FullGrad map ``[B, 1, H, W]`` of a class logit (or weighted logits).
 
-    A one-call shortcut for ``FullGrad(model, strict=strict).signed_map(x, target)``; see
+    A one-call shortcut for ``FullGrad(model, strict=strict).signed_map(x, class_index)``; see
     :meth:`FullGrad.signed_map`. References: Srinivas & Fleuret, NeurIPS 2019.
     """
-    return FullGrad(model, strict=strict).signed_map(x, target, batch_size=batch_size)
+    return FullGrad(model, strict=strict).signed_map(x, class_index, batch_size=batch_size)
 
 
 def fullgrad_saliency(
-    model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, *, strict: bool = True, batch_size: int | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    class_index: int | torch.Tensor,
+    *,
+    strict: bool = True,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Display FullGrad saliency ``[B, 1, H, W]`` (official recipe); see :meth:`FullGrad.saliency`.
 
     References: Srinivas & Fleuret, NeurIPS 2019; idiap/fullgrad-saliency.
     """
-    return FullGrad(model, strict=strict).saliency(x, target, batch_size=batch_size)
+    return FullGrad(model, strict=strict).saliency(x, class_index, batch_size=batch_size)

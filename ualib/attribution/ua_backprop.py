@@ -45,7 +45,8 @@ from ualib.posteriors import Posterior
 
 __all__ = ["ua_backprop", "logit_shares", "UA_KINDS", "UA_VARIANTS"]
 
-UA_KINDS = ("total", "aleatoric", "epistemic")
+#: options of :func:`ua_backprop` (the values of :meth:`ualib.UncertaintyKind.entropic`)
+UA_KINDS = U.ENTROPIC_KINDS
 UA_VARIANTS = ("fast", "exact")
 
 

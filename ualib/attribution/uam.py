@@ -42,8 +42,8 @@ import torch
 
 from ualib import uncertainty as U
 from ualib._checks import check_choice, check_positive_int, check_tensor
-from ualib.attribution import METHODS as ATTRIBUTION_METHODS
 from ualib.attribution.fullgrad import FullGrad
+from ualib.attribution.registry import REGISTRY
 from ualib.evidential import dirichlet_from_logits
 from ualib.metrics.perturbation import perturbation_curve
 from ualib.posteriors import Evidential
@@ -62,6 +62,9 @@ __all__ = [
     "blend_pairs",
     "mass_split",
 ]
+
+#: the attribution methods of :func:`uncertainty_gradients`: the target methods of the registry that need nothing else
+_BASELINE_METHODS = ("gradient", "input_x_gradient", "smoothgrad", "integrated_gradients")
 
 #: the two VAM variants of METHODS §5.4: (A) missing evidence, (B) first-order gradient
 VAM_OPTIONS = ("missing", "gradient")
@@ -228,7 +231,7 @@ def uncertainty_gradients(
     x
         Inputs ``[B, C, H, W]``.
     method
-        A name in :data:`ualib.attribution.METHODS` that takes ``(target, x)`` (``"gradient"``,
+        A method of :data:`ualib.attribution.registry.REGISTRY` that needs nothing but ``(target, x)`` (``"gradient"``,
         ``"input_x_gradient"``, ``"smoothgrad"``, ``"integrated_gradients"``); ``kwargs`` go to it.
     batch_size
         Micro-batch size of the attribution method.
@@ -238,14 +241,10 @@ def uncertainty_gradients(
     dict
         ``{"vacuity": [B, C, H, W], "dissonance": [B, C, H, W]}``, raw and signed.
     """
-    if method not in ATTRIBUTION_METHODS or method in ("random", "grad_cam", "guided_backprop"):
-        raise ValueError(
-            f"method must be one of gradient, input_x_gradient, smoothgrad, integrated_gradients, got {method!r}"
-        )
-    fn = ATTRIBUTION_METHODS[method]
+    check_choice(method, "method", _BASELINE_METHODS)
+    fn = REGISTRY[method].fn
     return {
-        kind: fn(evidential_target(posterior, kind), x, batch_size=batch_size, **kwargs)
-        for kind in ("vacuity", "dissonance")
+        kind: fn(evidential_target(posterior, kind), x, batch_size=batch_size, **kwargs) for kind in U.EVIDENTIAL_KINDS
     }
 
 

@@ -28,9 +28,9 @@ from typing import Literal
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._progress import progress_bar
 
 __all__ = ["OUTPUT", "layer_features", "capture", "FeatureTransform", "FrozenFeatures"]
 
@@ -153,7 +153,7 @@ def layer_features(
     try:
         model.eval()
         with torch.no_grad(), capture(model, hooked) as store:
-            for i in tqdm(range(0, len(x), batch_size), desc="features", disable=not progress, mininterval=2.0):
+            for i in progress_bar(range(0, len(x), batch_size), progress=progress, desc="features"):
                 out = model(x[i : i + batch_size].to(device))
                 for n in layers:
                     t = out if modules[n] is None else store[n]

@@ -59,15 +59,14 @@ learning. AAAI 2020 (``virani2020justification``). D. Arthur, S. Vassilvitskii. 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._progress import progress_bar
 from ualib.seeding import derive_seed, generator
 
 __all__ = ["select_inducing", "rbf_kernel", "titsias_bound", "GPPrediction", "Justification", "SparseGP", "LIKELIHOODS"]
@@ -381,7 +380,7 @@ class SparseGP:
                 sub = torch.randperm(len(x), generator=generator(self.seed, "hyper_subset"))[: self.hyper_subset]
             xs, Ys = x[sub], Y[sub]
             opt = torch.optim.LBFGS(params, lr=1.0, max_iter=self.iterations, line_search_fn="strong_wolfe")
-            bar = tqdm(desc="SGPR bound evaluations", disable=not self.progress, file=sys.stderr, mininterval=2.0)
+            bar = progress_bar(progress=self.progress, desc="SGPR bound evaluations")
 
             def closure() -> torch.Tensor:
                 opt.zero_grad()
@@ -443,7 +442,7 @@ class SparseGP:
             opt = torch.optim.Adam([*model.parameters(), *lik.parameters()], lr=self.svgp_lr)
             model.train(), lik.train()
             steps = self.svgp_epochs * math.ceil(len(x) / self.svgp_batch_size)
-            bar = tqdm(total=steps, desc="SVGP", disable=not self.progress, file=sys.stderr, mininterval=2.0)
+            bar = progress_bar(progress=self.progress, desc="SVGP", total=steps)
             elbo = float("nan")
             try:
                 with gpytorch.settings.variational_cholesky_jitter(self.jitter):

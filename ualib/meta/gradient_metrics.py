@@ -52,7 +52,6 @@ References
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -60,9 +59,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
-from tqdm import tqdm
 
 from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._progress import progress_bar
 from ualib.posteriors._base import preserve_mode
 from ualib.uncertainty import total_entropy
 
@@ -380,14 +379,7 @@ def gradient_metrics(
         columns: dict[str, list[torch.Tensor]] = {}
         all_logits = []
         starts = range(0, len(x), step)
-        bar = tqdm(
-            starts,
-            desc=progress if isinstance(progress, str) else "gradient metrics",
-            disable=not progress,
-            file=sys.stderr,
-            mininterval=2.0,
-            unit="chunk",
-        )
+        bar = progress_bar(starts, progress=progress, desc="gradient metrics", unit="chunk")
         layers = _hook_plan(model, groups) if method == "hooks" else []
         copy = False  # hooks: copy captured tensors once an in-place operation has overwritten one
         for i in bar:

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._progress import progress_bar
 
 __all__ = ["Posterior", "preserve_mode", "TASKS"]
 
@@ -151,7 +151,7 @@ class Posterior(abc.ABC):
         out = []
         batches = range(0, len(x), batch_size)
         if progress:
-            batches = tqdm(batches, desc=progress if isinstance(progress, str) else self.name, leave=False)
+            batches = progress_bar(batches, progress=progress, desc=self.name, leave=False)
         for i in batches:
             out.append(self.probs(x[i : i + batch_size].to(dev), chunk_size=chunk_size).cpu())
         return torch.cat(out, 1)

@@ -53,10 +53,9 @@ import torch
 
 from ualib import uncertainty as U
 from ualib._checks import check_choice, check_positive_int, check_tensor
-from ualib.attribution import gradient, input_x_gradient, integrated_gradients, random_attribution, smoothgrad
-from ualib.attribution.ua_backprop import UA_KINDS, ua_backprop
+from ualib.attribution.registry import REGISTRY, uncertainty_attributor
 from ualib.posteriors import Evidential, Posterior
-from ualib.targets import Target, evidential_target, uncertainty_target
+from ualib.targets import Target, kind_target
 from ualib.viz import plotting
 
 __all__ = [
@@ -74,9 +73,9 @@ __all__ = [
 ]
 
 #: uncertainty kinds every posterior offers (Depeweg et al. 2018 decomposition, nats)
-KINDS = ("total", "aleatoric", "epistemic")
+KINDS = U.ENTROPIC_KINDS
 #: extra kinds of an evidential (Dirichlet) model (Subjective Logic, in [0, 1])
-EVIDENTIAL_KINDS = ("vacuity", "dissonance")
+EVIDENTIAL_KINDS = U.EVIDENTIAL_KINDS
 
 
 def _kinds_of(posterior: Posterior) -> tuple[str, ...]:
@@ -93,9 +92,7 @@ def explained_target(posterior: Posterior, kind: str) -> Target:
     if not isinstance(posterior, Posterior):
         raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")
     check_choice(kind, "kind", _kinds_of(posterior))
-    if kind in EVIDENTIAL_KINDS:
-        return evidential_target(posterior, kind)  # type: ignore[arg-type]
-    return uncertainty_target(posterior, kind)
+    return kind_target(posterior, kind)
 
 
 # -- the method registry ------------------------------------------------------------------------
@@ -144,22 +141,24 @@ def default_methods(
     def ig_promise(target: Target, x: torch.Tensor) -> torch.Tensor:
         return _value_at(target, x) - _value_at(target, torch.zeros_like(x))
 
+    promises = {"value": _value_at, "difference": ig_promise, None: None}
+
+    def entry(method: str, **options: object) -> ExplorerMethod:
+        spec = REGISTRY[method]
+        kinds = None if spec.kinds == tuple(k.value for k in U.UncertaintyKind) else spec.kinds
+        return ExplorerMethod(
+            lambda P, kind, x: uncertainty_attributor(method, P, kind, **options)(x),
+            promise=promises[spec.complete],
+            kinds=kinds,
+        )
+
     return {
-        "UA-Backprop": ExplorerMethod(
-            lambda P, kind, x: ua_backprop(P, x, kind=kind), promise=_value_at, kinds=UA_KINDS
-        ),
-        "gradient": ExplorerMethod(lambda P, kind, x: gradient(explained_target(P, kind), x)),
-        "input x gradient": ExplorerMethod(lambda P, kind, x: input_x_gradient(explained_target(P, kind), x)),
-        "SmoothGrad": ExplorerMethod(
-            lambda P, kind, x: smoothgrad(
-                explained_target(P, kind), x, n_samples=smoothgrad_samples, sigma=smoothgrad_sigma, seed=seed
-            )
-        ),
-        f"IG-{ig_steps} black": ExplorerMethod(
-            lambda P, kind, x: integrated_gradients(explained_target(P, kind), x, baseline="black", steps=ig_steps),
-            promise=ig_promise,
-        ),
-        "random": ExplorerMethod(lambda P, kind, x: random_attribution(x, seed=seed)),
+        "UA-Backprop": entry("ua_backprop"),
+        "gradient": entry("gradient"),
+        "input x gradient": entry("input_x_gradient"),
+        "SmoothGrad": entry("smoothgrad", n_samples=smoothgrad_samples, sigma=smoothgrad_sigma, seed=seed),
+        f"IG-{ig_steps} black": entry("integrated_gradients", baseline="black", steps=ig_steps),
+        "random": entry("random", seed=seed),
     }
 
 
