@@ -57,7 +57,7 @@ _RESULTS_WRITER = "write_results("
 _INSTALL_MARK = "# ualib install cell"
 _RESULTS_NOTE = "results written to "
 # build tooling that cannot change what a chapter computes: editing it keeps the execution cache valid
-_BUILD_ONLY = {"book.py", "browser.py", "pdf.py", "report.py"}
+_BUILD_ONLY = {"bench_page.py", "book.py", "browser.py", "pdf.py", "report.py"}
 _LOCK_STAMP = ".ualib-lock.sha256"
 MATHJAX_DIR = "mathjax"  # under the build's _static/; _config.yml's mathjax_path points into it
 REPOSITORY_ENV = "UALIB_REPOSITORY_URL"  # set by the publish workflow from the hosting service's variables
