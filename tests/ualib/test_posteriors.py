@@ -54,7 +54,9 @@ def test_shape_reproducibility_and_batch_invariance(name):
     assert out.shape == (4, len(x), 3)
     # same (index, seed) -> identical; different indices differ
     assert torch.equal(out, post.logits(x))
-    assert torch.equal(post.logits(x, indices=[2, 0]), out[[2, 0]])
+    # the same two networks; on some CPU kernels (SSE4, one thread) a different number of samples per batch
+    # rounds the float32 matmuls differently, so equal up to float32 rounding, not bit for bit
+    torch.testing.assert_close(post.logits(x, indices=[2, 0]), out[[2, 0]], rtol=1e-6, atol=1e-6)
     assert (out[0] - out[1]).abs().max() > 1e-6
     # batched == one input at a time
     single = torch.cat([post.logits(x[i : i + 1]) for i in range(len(x))], 1)
