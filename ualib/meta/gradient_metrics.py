@@ -52,7 +52,7 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 
 import torch
@@ -338,6 +338,33 @@ def gradient_metrics(
     P. Oberdiek, M. Rottmann, H. Gottschalk. Classification uncertainty of deep neural networks
     based on gradient information. ANNPR 2018. arXiv:1805.08440.
     """
+    groups, statistics = _check_arguments(
+        model, x, labels, include_bias, parameters, per_layer, whole_network, statistics, method, chunk_size
+    )
+    summary = (statistics, per_layer, whole_network)
+    device = dict(model.named_parameters())[groups[0]].device
+    columns: dict[str, list[torch.Tensor]] = {}
+    all_logits = []
+    with preserve_mode(model, False):
+        step = chunk_size or auto_chunk_size(model, x, groups, memory_mb)
+        starts = progress_bar(range(0, len(x), step), progress=progress, desc="gradient metrics", unit="chunk")
+        chunks = (
+            (x[i : i + step].to(device), None if labels is None else labels[i : i + step].to(device)) for i in starts
+        )
+        for logits, stats in _BACKENDS[method](model, groups, chunks, summary):
+            for name, value in stats.items():
+                columns.setdefault(name, []).append(value.detach().cpu())
+            all_logits.append(logits.detach().cpu())
+    metrics = {name: torch.cat(parts) for name, parts in columns.items()}
+    if return_logits:
+        return metrics, torch.cat(all_logits)
+    return metrics
+
+
+def _check_arguments(
+    model, x, labels, include_bias, parameters, per_layer, whole_network, statistics, method, chunk_size
+) -> tuple[list[str], tuple[str, ...]]:
+    """Validate :func:`gradient_metrics`' arguments; return the selected groups and statistics."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     check_tensor(x, "x", ndim=(2, 3, 4, 5))
@@ -352,64 +379,72 @@ def gradient_metrics(
     if chunk_size is not None:
         check_positive_int(chunk_size, "chunk_size")
     groups = gradient_groups(model, include_bias=include_bias, parameters=parameters)
-    params = dict(model.named_parameters())
-    ref = params[groups[0]]
+    ref = dict(model.named_parameters())[groups[0]]
     if x.dtype != ref.dtype:
         raise ValueError(f"x has dtype {x.dtype} but the model's parameters have {ref.dtype}; cast one of them")
     if labels is not None:
         check_tensor(labels, "labels", ndim=1, floating=False)
         if len(labels) != len(x):
             raise ValueError(f"labels must have shape [{len(x)}], got {tuple(labels.shape)}")
-
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one input")
-    device = ref.device
-    with preserve_mode(model, False):
-        step = chunk_size or auto_chunk_size(model, x, groups, memory_mb)
-        # parameters that are differentiated, and everything else as constants (no autograd state)
-        diff = {n: params[n].detach() for n in groups}
-        const = {n: p.detach() for n, p in params.items() if n not in diff}
-        const.update({n: b for n, b in model.named_buffers()})
+    return groups, statistics
 
-        def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-            logits = functional_call(model, (p, const), (xi.unsqueeze(0),))
-            return F.cross_entropy(logits, yi.unsqueeze(0))
 
-        per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
-        columns: dict[str, list[torch.Tensor]] = {}
-        all_logits = []
-        starts = range(0, len(x), step)
-        bar = progress_bar(starts, progress=progress, desc="gradient metrics", unit="chunk")
-        layers = _hook_plan(model, groups) if method == "hooks" else []
-        copy = False  # hooks: copy captured tensors once an in-place operation has overwritten one
-        for i in bar:
-            xc = x[i : i + step].to(device)
-            given = None if labels is None else labels[i : i + step].to(device)
-            if method == "hooks":
-                result = None if copy else _hooks_chunk(model, layers, xc, given, copy=False)
-                if result is None:
-                    copy = True
-                    result = _hooks_chunk(model, layers, xc, given, copy=True)
-                    if result is None:  # pragma: no cover - the copies are never modified
-                        raise RuntimeError("captured activations were modified in place")
-                logits, parts = result
-                stats = _summarize({g: parts[g] for g in groups}, statistics, per_layer, whole_network)
-            else:
-                with torch.no_grad():
-                    logits = model(xc)
-                yc = _labels(logits, given)
-                if method == "vmap":
-                    grads = per_sample(diff, xc, yc)
-                else:
-                    grads = _loop_gradients(loss, diff, xc, yc)
-                stats = _statistics(grads, statistics, per_layer, whole_network)
-            for name, value in stats.items():
-                columns.setdefault(name, []).append(value.detach().cpu())
-            all_logits.append(logits.detach().cpu())
-    metrics = {name: torch.cat(parts) for name, parts in columns.items()}
-    if return_logits:
-        return metrics, torch.cat(all_logits)
-    return metrics
+#: one chunk of inputs and their given labels (or None)
+_Chunks = Iterable[tuple[torch.Tensor, "torch.Tensor | None"]]
+#: (statistics, per_layer, whole_network), as passed to :func:`_summarize`
+_Summary = tuple[Sequence[str], bool, bool]
+
+
+def _functional_loss(model: nn.Module, groups: Sequence[str]):
+    """The per-sample loss ``(params, x_i, y_i) -> scalar`` of a ``functional_call``, and the
+    differentiated parameters; every other parameter and buffer is a constant (no autograd state)."""
+    params = dict(model.named_parameters())
+    diff = {n: params[n].detach() for n in groups}
+    const = {n: p.detach() for n, p in params.items() if n not in diff}
+    const.update({n: b for n, b in model.named_buffers()})
+
+    def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, (p, const), (xi.unsqueeze(0),))
+        return F.cross_entropy(logits, yi.unsqueeze(0))
+
+    return loss, diff
+
+
+def _vmap_metrics(model: nn.Module, groups: Sequence[str], chunks: _Chunks, summary: _Summary):
+    """``method="vmap"``: ``vmap`` over ``grad`` of the functional per-sample loss, per chunk."""
+    loss, diff = _functional_loss(model, groups)
+    per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
+    for xc, given in chunks:
+        with torch.no_grad():
+            logits = model(xc)
+        yield logits, _statistics(per_sample(diff, xc, _labels(logits, given)), *summary)
+
+
+def _loop_metrics(model: nn.Module, groups: Sequence[str], chunks: _Chunks, summary: _Summary):
+    """``method="loop"``: one :func:`torch.autograd.grad` per sample (the slow reference)."""
+    loss, diff = _functional_loss(model, groups)
+    for xc, given in chunks:
+        with torch.no_grad():
+            logits = model(xc)
+        yield logits, _statistics(_loop_gradients(loss, diff, xc, _labels(logits, given)), *summary)
+
+
+def _hooks_metrics(model: nn.Module, groups: Sequence[str], chunks: _Chunks, summary: _Summary):
+    """``method="hooks"``: one batched forward and backward per chunk, per-sample gradients from the
+    captured layer inputs and output gradients."""
+    layers = _hook_plan(model, groups)
+    copy = False  # copy captured tensors once an in-place operation has overwritten one
+    for xc, given in chunks:
+        result = None if copy else _hooks_chunk(model, layers, xc, given, copy=False)
+        if result is None:
+            copy = True
+            result = _hooks_chunk(model, layers, xc, given, copy=True)
+            if result is None:  # pragma: no cover - the copies are never modified
+                raise RuntimeError("captured activations were modified in place")
+        logits, parts = result
+        yield logits, _summarize({g: parts[g] for g in groups}, *summary)
 
 
 def _labels(logits: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
@@ -686,3 +721,7 @@ def metrics_frame(model: nn.Module, x: torch.Tensor, **kwargs):
     columns = {**softmax_metrics(logits.double()), **grads}
     frame = pd.DataFrame({k: v.detach().cpu().double().numpy() for k, v in columns.items()})
     return frame, logits.argmax(-1)
+
+
+#: method name -> its back-end: (model, groups, chunks, summary) -> iterator of (logits, columns)
+_BACKENDS = {"vmap": _vmap_metrics, "loop": _loop_metrics, "hooks": _hooks_metrics}
