@@ -179,53 +179,10 @@ def plant_patches(
         if not isinstance(y, torch.Tensor) or y.shape != (n,):
             raise ValueError(f"y must be a tensor of shape [{n}], got {getattr(y, 'shape', type(y).__name__)}")
 
-    if patch_index is None:
-        if m == n:
-            pidx = torch.arange(n)
-        else:
-            pidx = torch.randint(m, (n,), generator=generator(seed, "plant_patches", "patch_index"))
-    else:
-        if not isinstance(patch_index, torch.Tensor) or patch_index.dtype not in (torch.int32, torch.int64):
-            raise TypeError("patch_index must be an integer tensor [N]")
-        if patch_index.shape != (n,):
-            raise ValueError(f"patch_index must have shape [{n}], got {tuple(patch_index.shape)}")
-        if n and (patch_index.min() < 0 or patch_index.max() >= m):
-            raise ValueError(f"patch_index must lie in [0, {m - 1}] (M={m} patches)")
-        pidx = patch_index.to("cpu", torch.long)
-
-    if isinstance(positions, torch.Tensor):
-        if positions.dtype not in (torch.int32, torch.int64) or positions.shape != (n, 2):
-            raise ValueError(
-                f"positions as a tensor must be integer [{n}, 2] (row, col), got {positions.dtype} "
-                f"{tuple(positions.shape)}"
-            )
-        pos = positions.to("cpu", torch.long)
-        bad = (pos < 0).any(1) | (pos[:, 0] > h - s) | (pos[:, 1] > w - s)
-        if bad.any():
-            raise ValueError(
-                f"positions put patches outside the image: need 0 <= row <= {h - s} and 0 <= col <= {w - s}; "
-                f"rows {bad.nonzero().flatten().tolist()[:10]} violate it"
-            )
-    else:
-        check_choice(positions, "positions", POSITIONS)
-        g = generator(seed, "plant_patches", "position")
-        if positions == "random":
-            rows = torch.randint(h - s + 1, (n,), generator=g)
-            cols = torch.randint(w - s + 1, (n,), generator=g)
-            pos = torch.stack([rows, cols], 1)
-        else:
-            corners = torch.tensor([[0, 0], [0, w - s], [h - s, 0], [h - s, w - s]])
-            pos = corners[torch.randint(4, (n,), generator=g)]
-
+    pidx = _resolve_patch_index(patch_index, n, m, seed)
+    pos = _resolve_positions(positions, n, h, w, s, seed)
     chosen = patches[pidx.to(patches.device)]  # [N, C', s, s]
-    ink = chosen.amax(1, keepdim=True) > thr  # [N, 1, s, s]
-    empty = ~ink.flatten(1).any(1)
-    if empty.any():
-        bad_rows = pidx[empty.cpu()].unique().tolist()
-        raise ValueError(
-            f"patches {bad_rows[:10]} have no pixel above threshold={thr:g} at patch_size={s}: their masks "
-            "would be empty (is the patch dark-on-white? invert it first)"
-        )
+    ink = _ink_masks(chosen, pidx, thr, s)
 
     out = x.clone()
     mask = torch.zeros((n, 1, h, w), dtype=torch.bool, device=x.device)
@@ -245,6 +202,63 @@ def plant_patches(
         source_index=torch.arange(n),
         threshold=thr,
     )
+
+
+def _resolve_patch_index(patch_index: torch.Tensor | None, n: int, m: int, seed: int) -> torch.Tensor:
+    """Which of the ``m`` patches goes into each of the ``n`` images: ``patch_index`` checked, or
+    patch ``i`` into image ``i`` when ``m == n``, else a seeded draw with replacement (``long [n]``)."""
+    if patch_index is None:
+        if m == n:
+            return torch.arange(n)
+        return torch.randint(m, (n,), generator=generator(seed, "plant_patches", "patch_index"))
+    if not isinstance(patch_index, torch.Tensor) or patch_index.dtype not in (torch.int32, torch.int64):
+        raise TypeError("patch_index must be an integer tensor [N]")
+    if patch_index.shape != (n,):
+        raise ValueError(f"patch_index must have shape [{n}], got {tuple(patch_index.shape)}")
+    if n and (patch_index.min() < 0 or patch_index.max() >= m):
+        raise ValueError(f"patch_index must lie in [0, {m - 1}] (M={m} patches)")
+    return patch_index.to("cpu", torch.long)
+
+
+def _resolve_positions(positions: str | torch.Tensor, n: int, h: int, w: int, s: int, seed: int) -> torch.Tensor:
+    """Top-left corners ``long [n, 2]`` (row, col) of the ``s x s`` patch boxes in ``h x w`` images:
+    the given tensor checked to keep every box inside, or a seeded ``"random"`` / ``"corners"`` draw."""
+    if isinstance(positions, torch.Tensor):
+        if positions.dtype not in (torch.int32, torch.int64) or positions.shape != (n, 2):
+            raise ValueError(
+                f"positions as a tensor must be integer [{n}, 2] (row, col), got {positions.dtype} "
+                f"{tuple(positions.shape)}"
+            )
+        pos = positions.to("cpu", torch.long)
+        bad = (pos < 0).any(1) | (pos[:, 0] > h - s) | (pos[:, 1] > w - s)
+        if bad.any():
+            raise ValueError(
+                f"positions put patches outside the image: need 0 <= row <= {h - s} and 0 <= col <= {w - s}; "
+                f"rows {bad.nonzero().flatten().tolist()[:10]} violate it"
+            )
+        return pos
+    check_choice(positions, "positions", POSITIONS)
+    g = generator(seed, "plant_patches", "position")
+    if positions == "random":
+        rows = torch.randint(h - s + 1, (n,), generator=g)
+        cols = torch.randint(w - s + 1, (n,), generator=g)
+        return torch.stack([rows, cols], 1)
+    corners = torch.tensor([[0, 0], [0, w - s], [h - s, 0], [h - s, w - s]])
+    return corners[torch.randint(4, (n,), generator=g)]
+
+
+def _ink_masks(chosen: torch.Tensor, pidx: torch.Tensor, thr: float, s: int) -> torch.Tensor:
+    """``bool [N, 1, s, s]``: the pixels of each chosen patch above ``thr`` in any channel; refuses a
+    patch without ink (its mask, and so every localization score on it, would be empty)."""
+    ink = chosen.amax(1, keepdim=True) > thr
+    empty = ~ink.flatten(1).any(1)
+    if empty.any():
+        bad_rows = pidx[empty.cpu()].unique().tolist()
+        raise ValueError(
+            f"patches {bad_rows[:10]} have no pixel above threshold={thr:g} at patch_size={s}: their masks "
+            "would be empty (is the patch dark-on-white? invert it first)"
+        )
+    return ink
 
 
 def planted_cause_set(
