@@ -65,10 +65,19 @@ test: lint
 # the benchmark suite against Captum, pytorch-grad-cam, Opacus, torch.func, lime, scikit-learn, torchmetrics;
 # writes benchmarks/results/<machine>.json, which the book's appendix plots
 # the tiny reference that `make test` compares every tiny run with (within compendium/tolerances.yml):
-# every chapter executed with its tiny defaults on this machine, results into tests/reference/tiny/
+# every chapter executed with its tiny defaults on this machine, results into tests/reference/tiny/, then
+# rerun with seeds 1-3 to measure how far each number moves with another seed (a rerun on another CPU
+# behaves like one): tests/reference/tiny.seed-spread.json, which widens the tolerances where needed
+SPREAD_SEEDS := 1 2 3
+SPREAD_TMP   := _build/seed-spread
 reference: $(STAMP)
-	rm -rf tests/reference/tiny
+	rm -rf tests/reference/tiny $(SPREAD_TMP)
 	UALIB_RESULTS=$(CURDIR)/tests/reference $(PY) -m compendium.book run --profile tiny --force
+	for s in $(SPREAD_SEEDS); do \
+	  UALIB_RESULTS=$(CURDIR)/$(SPREAD_TMP)/seed$$s $(PY) -m compendium.book run --profile tiny --seed $$s \
+	    --output-dir $(SPREAD_TMP)/seed$$s/notebooks || exit 1; \
+	done
+	$(PY) -m compendium.reproduce --profile tiny --write-spread $(foreach s,$(SPREAD_SEEDS),$(s)=$(SPREAD_TMP)/seed$(s))
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

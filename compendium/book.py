@@ -114,12 +114,15 @@ def run_chapter(
     output_dir: str | os.PathLike | None = None,
     progress: bool = True,
     force: bool = True,
+    overrides: dict | None = None,
 ) -> tuple[Path, bool]:
     """Execute ``notebooks/<name>.ipynb`` with the profile's parameters.
 
     With ``force=False`` the run is skipped when the executed copy was made from the same notebook,
-    parameters and ``ualib`` sources (:func:`chapter_key`) and its results file exists. Returns the
-    executed copy's path and whether it came from that cache.
+    parameters and ``ualib`` sources (:func:`chapter_key`) and its results file exists. ``overrides``
+    replace profile parameters (e.g. ``{"seed": 1}`` for the seed-spread runs of ``make reference``);
+    such a run is never taken from the cache. Returns the executed copy's path and whether it came
+    from that cache.
     """
     import nbformat
     import papermill as pm
@@ -132,6 +135,14 @@ def run_chapter(
     out.mkdir(parents=True, exist_ok=True)
     dst = out / f"{name}.ipynb"
     key = chapter_key(name, profile, r)
+    parameters = chapter_parameters(profile, name)
+    unknown = sorted(set(overrides or {}) - set(parameters))
+    if unknown:
+        raise ValueError(f"overrides {unknown} are not parameters of {name} in profile {profile}: {sorted(parameters)}")
+    if overrides:
+        parameters.update(overrides)
+        key += "+" + json.dumps(overrides, sort_keys=True)
+        force = True
     if not force and _cached(dst, key, results_dir() / profile / f"{name}.json"):
         return dst, True
     # the book's kernels render results tables as styled HTML (compendium.tables.show); nbval's stay text
@@ -139,7 +150,7 @@ def run_chapter(
     pm.execute_notebook(
         str(src),
         str(dst),
-        parameters=chapter_parameters(profile, name),
+        parameters=parameters,
         kernel_name="python3",
         cwd=str(src.parent),
         progress_bar=progress,
@@ -463,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", default="cpu", choices=PROFILE_NAMES)
         p.add_argument("--chapter", action="append", help="run only these chapters (repeatable)")
         p.add_argument("--force", action="store_true", help="re-execute chapters even if nothing changed")
+        if cmd == "run":
+            p.add_argument("--seed", type=int, help="run with this seed instead of the profile's (never cached)")
+            p.add_argument("--output-dir", help="where the executed notebooks go (default: book/chapters)")
         if cmd == "build":
             p.add_argument(
                 "--no-browser-check",
@@ -494,7 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} (profile {args.profile}) ...", flush=True)
         t = time.perf_counter()
-        _, hit = run_chapter(name, args.profile, root=root, force=args.force)
+        extra = {}
+        if args.command == "run" and args.seed is not None:
+            extra = {"overrides": {"seed": args.seed}, "output_dir": args.output_dir}
+        elif args.command == "run" and args.output_dir:
+            extra = {"output_dir": args.output_dir}
+        _, hit = run_chapter(name, args.profile, root=root, force=args.force, **extra)
         hits += hit
         timings[name + (" (cached)" if hit else "")] = time.perf_counter() - t
         how = "unchanged since its last run: reused" if hit else f"done in {_fmt(timings[name])}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
 import re
 import sys
@@ -44,6 +45,11 @@ __all__ = [
     "TOLERANCES_PATH",
     "REFERENCE_ROOT",
     "foreign_numerics",
+    "seed_spread",
+    "write_spread",
+    "load_spread",
+    "spread_path",
+    "SPREAD_FACTOR",
     "FOREIGN_SSE",
     "FOREIGN_AVX2",
     "main",
@@ -88,7 +94,20 @@ class Difference:
 class _Context:
     chapter: str
     rules: list[Rule]
+    spread: dict[str, float] = field(default_factory=dict)
     diffs: list[Difference] = field(default_factory=list)
+
+    def tolerance(self, path: str, rule: Rule | None, reference: float) -> tuple[float | None, str]:
+        """The tolerance of one number and its justification: the rule's, widened to
+        :data:`SPREAD_FACTOR` times the number's measured seed spread where that is larger."""
+        tol, why = (None, "") if rule is None else (rule.tolerance(reference), rule.why.splitlines()[0])
+        dev = self.spread.get(path)
+        if dev is not None and (tol is None or SPREAD_FACTOR * dev > tol):
+            tol, why = (
+                SPREAD_FACTOR * dev,
+                f"{SPREAD_FACTOR:g} x its largest deviation across the seed reruns of the reference",
+            )
+        return tol, why
 
     def rule(self, path: str) -> Rule | None:
         key = f"{self.chapter}:{path}"
@@ -156,12 +175,12 @@ def _compare_value(ctx: _Context, path: str, ref: Any, val: Any) -> None:
         if ref is None or val is None:
             ctx.add(path, ref, val, None, "NaN (null) on one side only")
             return
-        if rule is None:
+        tol, why = ctx.tolerance(path, rule, float(ref))
+        if tol is None:
             ctx.add(path, ref, val, None, "no tolerance rule matches this number (add one to tolerances.yml)")
             return
-        tol = rule.tolerance(ref)
         if not abs(float(val) - float(ref)) <= tol:
-            ctx.add(path, ref, val, tol, f"beyond tolerance ({rule.why.splitlines()[0]})")
+            ctx.add(path, ref, val, tol, f"beyond tolerance ({why})")
         return
     pair_ref, pair_val = _pm(ref), _pm(val)
     if pair_ref is not None and pair_val is not None:  # a formatted "mean ± sem" table entry
@@ -216,8 +235,8 @@ def _compare_claims(ctx: _Context, ref: list[dict], val: list[dict]) -> None:
             elif _claim_verdict(a) != _claim_verdict(b):
                 ctx.add(f"{path}/verdict", _claim_verdict(a), _claim_verdict(b), None, "verdict flipped")
             continue
-        if rule is not None:
-            tol = rule.tolerance(ea)
+        if rule is not None or path in ctx.spread:
+            tol, _ = ctx.tolerance(path, rule, ea)
         elif "ci" in a and a["ci"] is not None and None not in a["ci"]:
             # new shape without a rule: the claim's own 95 % interval is its noise
             tol = max(ea - float(a["ci"][0]), float(a["ci"][1]) - ea)
@@ -250,10 +269,16 @@ def _compare_checks(ctx: _Context, ref: list[dict], val: list[dict]) -> None:
             ctx.add(f"{path}/holds", ref_by[cid].get("holds"), val_by[cid].get("holds"), None, "check outcome differs")
 
 
-def compare_docs(reference: dict, result: dict, rules: list[Rule] | None = None) -> list[Difference]:
-    """Differences beyond tolerance between two results documents of one chapter (empty list: they agree)."""
+def compare_docs(
+    reference: dict, result: dict, rules: list[Rule] | None = None, spread: dict[str, float] | None = None
+) -> list[Difference]:
+    """Differences beyond tolerance between two results documents of one chapter (empty list: they agree).
+
+    ``spread`` maps a number's path to its measured seed spread (:func:`seed_spread`), which widens
+    that number's tolerance to :data:`SPREAD_FACTOR` times the spread where the rule is narrower.
+    """
     rules = load_tolerances() if rules is None else rules
-    ctx = _Context(str(reference.get("chapter", "?")), rules)
+    ctx = _Context(str(reference.get("chapter", "?")), rules, dict(spread or {}))
     for key in ("chapter", "profile"):
         if reference.get(key) != result.get(key):
             ctx.add(key, reference.get(key), result.get(key), None, "differs")
@@ -264,13 +289,21 @@ def compare_docs(reference: dict, result: dict, rules: list[Rule] | None = None)
 
 
 def compare_trees(
-    reference: str | Path, results: str | Path, profile: str, rules: list[Rule] | None = None
+    reference: str | Path,
+    results: str | Path,
+    profile: str,
+    rules: list[Rule] | None = None,
+    spread: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, list[Difference]]:
     """Compare ``<results>/<profile>/*.json`` with ``<reference>/<profile>/*.json``, chapter by chapter.
 
-    A chapter present on one side only is reported as one difference.
+    A chapter present on one side only is reported as one difference. ``spread`` (``{chapter: {path:
+    deviation}}``) defaults to the reference's seed-spread file ``<reference>/<profile>.seed-spread.json``
+    when it exists (:func:`seed_spread`; ``make reference`` writes it for ``tiny``).
     """
     rules = load_tolerances() if rules is None else rules
+    if spread is None:
+        spread = load_spread(Path(reference), profile)
     ref_dir, res_dir = Path(reference) / profile, Path(results) / profile
     ref_files = {p.stem: p for p in ref_dir.glob("*.json")}
     res_files = {p.stem: p for p in res_dir.glob("*.json")}
@@ -284,9 +317,96 @@ def compare_trees(
             out[name] = [Difference(name, "", None, "present", None, f"no reference file in {ref_dir}")]
         else:
             out[name] = compare_docs(
-                json.loads(ref_files[name].read_text()), json.loads(res_files[name].read_text()), rules
+                json.loads(ref_files[name].read_text()),
+                json.loads(res_files[name].read_text()),
+                rules,
+                spread.get(name, {}),
             )
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# seed spread: how far each number moves when the chapter is re-run with another seed
+
+#: a number's tolerance is at least this many times its largest deviation across the seed reruns
+SPREAD_FACTOR = 2.0
+
+
+def spread_path(reference: str | Path, profile: str) -> Path:
+    """Where the seed spread of ``<reference>/<profile>`` is kept."""
+    return Path(reference) / f"{profile}.seed-spread.json"
+
+
+def load_spread(reference: str | Path, profile: str) -> dict[str, dict[str, float]]:
+    """The seed spread ``{chapter: {path: deviation}}`` kept beside a reference (empty when there is none)."""
+    path = spread_path(reference, profile)
+    return json.loads(path.read_text())["chapters"] if path.is_file() else {}
+
+
+def _numbers(path: str, value: Any):
+    """``(path, number)`` for every number of a results document's value, as :func:`_compare_value`
+    names them (``"mean ± sem"`` strings as ``.../mean`` and ``.../sem``)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(f"{path}/{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _numbers(f"{path}/{i}", v)
+    elif _is_number(value):
+        yield path, float(value)
+    elif (pair := _pm(value)) is not None:
+        yield f"{path}/mean", pair[0]
+        yield f"{path}/sem", pair[1]
+
+
+def _doc_numbers(doc: dict) -> dict[str, float]:
+    out = dict(_numbers("metrics", doc.get("metrics", {})))
+    for c in doc.get("claims", []):
+        est = _claim_estimate(c)
+        if est is not None and math.isfinite(est):
+            out[f"claims/{c['id']}"] = est
+    return out
+
+
+def seed_spread(reference: str | Path, reruns: list[str | Path], profile: str) -> dict[str, dict[str, float]]:
+    """The largest deviation of each number of ``<reference>/<profile>`` across seed reruns.
+
+    ``reruns`` are results roots of the same chapters run with other seeds (``python -m compendium.book
+    run --seed N``). A rerun on another machine trains models that behave like models trained with
+    another seed (its floating-point differences grow over the training steps), so this is the
+    training-and-sampling noise of every number, measured; numbers absent or NaN in a rerun get none.
+    """
+    ref_dir = Path(reference) / profile
+    out: dict[str, dict[str, float]] = {}
+    for ref_file in sorted(ref_dir.glob("*.json")):
+        ref = _doc_numbers(json.loads(ref_file.read_text()))
+        devs: dict[str, float] = {}
+        for root in reruns:
+            f = Path(root) / profile / ref_file.name
+            if not f.is_file():
+                raise FileNotFoundError(f"seed rerun {root} has no {profile}/{ref_file.name}")
+            other = _doc_numbers(json.loads(f.read_text()))
+            for path, v in ref.items():
+                if path in other and math.isfinite(v) and math.isfinite(other[path]):
+                    devs[path] = max(devs.get(path, 0.0), abs(other[path] - v))
+        out[ref_file.stem] = {p: float(f"{d:.6g}") for p, d in sorted(devs.items()) if d > 0}
+    return out
+
+
+def write_spread(reference: str | Path, reruns: list[str | Path], profile: str, seeds: list[int]) -> Path:
+    """Compute :func:`seed_spread` and keep it beside the reference; returns the file written."""
+    path = spread_path(reference, profile)
+    doc = {
+        "about": (
+            "largest |rerun - reference| of every number when the chapters are rerun with other seeds; "
+            f"compendium.reproduce allows {SPREAD_FACTOR:g} x this where its rule is narrower"
+        ),
+        "profile": profile,
+        "seeds": list(seeds),
+        "chapters": seed_spread(reference, reruns, profile),
+    }
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return path
 
 
 #: a CPU configuration unlike a modern default: no vector units beyond SSE4, one thread
@@ -329,12 +449,26 @@ def main(argv: list[str] | None = None) -> int:
         "--reference", help="reference root holding <profile>/ (default: results/; tiny: tests/reference)"
     )
     parser.add_argument("--tolerances", help=f"tolerance rules (default: {TOLERANCES_PATH.name})")
+    parser.add_argument(
+        "--write-spread",
+        nargs="+",
+        metavar="SEED=ROOT",
+        help="instead of comparing: write the seed spread of the reference from these seed reruns' results roots",
+    )
     args = parser.parse_args(argv)
     results = Path(args.results) if args.results else results_dir()
     if args.reference:
         reference = Path(args.reference)
     else:
         reference = REFERENCE_ROOT if args.profile == "tiny" else _HERE.parent / "results"
+    if args.write_spread:
+        pairs = [item.split("=", 1) for item in args.write_spread]
+        if any(len(p) != 2 or not p[0].isdigit() for p in pairs):
+            parser.error("--write-spread takes SEED=ROOT items, e.g. 1=/tmp/seed1")
+        path = write_spread(reference, [root for _, root in pairs], args.profile, [int(seed) for seed, _ in pairs])
+        n = sum(len(v) for v in load_spread(reference, args.profile).values())
+        print(f"seed spread of {n} numbers written to {path}")
+        return 0
     if reference.resolve() == results.resolve():
         parser.error(f"results and reference are the same folder ({results}); pass --results or --reference")
     rules = load_tolerances(args.tolerances)

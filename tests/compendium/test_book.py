@@ -130,3 +130,11 @@ def test_mathjax_installs_from_the_lock_once(tmp_path):
     assert vendor_assets(tmp_path) == (es5, False)  # same lock: reused
     (book / "node_modules" / ".ualib-lock.sha256").write_text("another lock\n")
     assert vendor_assets(tmp_path) == (es5, True)  # lock changed: installed again
+
+
+def test_run_refuses_overrides_that_are_not_parameters(tmp_path):
+    from compendium.book import run_chapter
+
+    with pytest.raises(ValueError, match=r"overrides \['sede'\] are not parameters of 01_uncertainty_basics"):
+        run_chapter("01_uncertainty_basics", "tiny", output_dir=tmp_path, overrides={"sede": 1})
+    assert not list(tmp_path.iterdir())  # refused before anything was executed

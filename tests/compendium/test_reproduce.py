@@ -163,3 +163,57 @@ def test_tolerance_file_errors(tmp_path):
     bad.write_text("rules:\n  - {pattern: '*', tol: 1, why: x}\n")
     with pytest.raises(ValueError, match="unknown"):
         load_tolerances(bad)
+
+
+def _tree(root, doc):
+    (root / "tiny").mkdir(parents=True)
+    (root / "tiny" / "01_x.json").write_text(json.dumps(doc))
+
+
+def test_seed_spread_is_the_largest_deviation_of_the_reruns(tmp_path):
+    ref = _doc(metrics={"auroc": 0.80, "table": {"a": "0.50 ± 0.10"}, "same": 2.0})
+    _tree(tmp_path / "ref", ref)
+    for seed, (auroc, cell) in enumerate([(0.70, "0.55 ± 0.10"), (0.85, "0.40 ± 0.12")], 1):
+        doc = copy.deepcopy(ref)
+        doc["metrics"].update(auroc=auroc, table={"a": cell})
+        doc["claims"][2]["estimate"] = 0.5 + 0.1 * seed
+        _tree(tmp_path / f"s{seed}", doc)
+    spread = reproduce.seed_spread(tmp_path / "ref", [tmp_path / "s1", tmp_path / "s2"], "tiny")["01_x"]
+    assert spread["metrics/auroc"] == pytest.approx(0.10)  # |0.70 - 0.80| > |0.85 - 0.80|
+    assert spread["metrics/table/a/mean"] == pytest.approx(0.10)
+    assert spread["metrics/table/a/sem"] == pytest.approx(0.02)
+    assert spread["claims/new"] == pytest.approx(0.2)
+    assert "metrics/same" not in spread  # no deviation, no entry: the rule alone decides
+
+
+def test_seed_spread_widens_a_narrow_rule_and_only_that_number(tmp_path):
+    ref = _doc(metrics={"auroc": 0.80, "other_auroc": 0.80})
+    rules = [Rule("*auroc*", abs=0.02, why="Hanley-McNeil SE"), *RULES]
+    res = copy.deepcopy(ref)
+    res["metrics"].update(auroc=0.70, other_auroc=0.70)
+    assert _paths(compare_docs(ref, res, rules)) == ["metrics/auroc", "metrics/other_auroc"]
+    diffs = compare_docs(ref, res, rules, spread={"metrics/auroc": 0.06})  # 2 x 0.06 = 0.12 > 0.10
+    assert _paths(diffs) == ["metrics/other_auroc"]
+    assert compare_docs(ref, res, rules, spread={"metrics/auroc": 0.04}) != []  # 0.08 < 0.10: still beyond
+    # a spread smaller than the rule never narrows it
+    ok = copy.deepcopy(ref)
+    ok["metrics"]["auroc"] = 0.815
+    assert compare_docs(ref, ok, rules, spread={"metrics/auroc": 0.001}) == []
+
+
+def test_compare_trees_reads_the_spread_file_and_the_cli_writes_it(tmp_path, capsys):
+    ref = _doc(metrics={"auroc": 0.80})
+    _tree(tmp_path / "ref", ref)
+    rerun = copy.deepcopy(ref)
+    rerun["metrics"]["auroc"] = 0.74
+    _tree(tmp_path / "s1", rerun)
+    args = ["--profile", "tiny", "--reference", str(tmp_path / "ref")]
+    assert reproduce.main([*args, "--write-spread", f"1={tmp_path / 's1'}"]) == 0
+    written = json.loads(reproduce.spread_path(tmp_path / "ref", "tiny").read_text())
+    assert written["seeds"] == [1] and written["chapters"]["01_x"]["metrics/auroc"] == pytest.approx(0.06)
+    far = copy.deepcopy(ref)
+    far["metrics"]["auroc"] = 0.69  # 0.11 <= 2 x 0.06
+    _tree(tmp_path / "res", far)
+    assert compare_trees(tmp_path / "ref", tmp_path / "res", "tiny", [Rule("*", abs=0.01, why="x")])["01_x"] == []
+    with pytest.raises(SystemExit):
+        reproduce.main([*args, "--write-spread", "one=/tmp/x"])
