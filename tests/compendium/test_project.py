@@ -101,7 +101,8 @@ def test_readme_example_runs(capsys):
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert blocks, "README.md has no python example"
     example = blocks[0]
-    assert len(example.strip().splitlines()) <= 12
+    assert len(example.strip().splitlines()) <= 10  # two lines shorter than before the curated top level
+    assert all("from ualib." not in b for b in blocks), "the README's examples use the top level only"
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
@@ -113,3 +114,14 @@ def test_readme_example_runs(capsys):
 
     assert maps.shape == (4, 1, 28, 28) and namespace["ig"].shape == (4, 1, 28, 28)
     assert (maps.flatten(1).sum(1) - mutual_information(probs)).abs().max() < 1e-5
+
+
+def test_readme_public_api_table_lists_ualib_all():
+    """The README's "Public API" table names every entry of ``ualib.__all__``, and nothing else."""
+    import ualib
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Public API", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| group")]
+    listed = set(re.findall(r"`(\w+)`", " ".join(row.split("|")[2] for row in rows)))
+    assert listed == set(ualib.__all__) - {"__version__"}
