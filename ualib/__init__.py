@@ -58,6 +58,10 @@ _EXPORTS: dict[str, str] = {
     "guided_backprop": "ualib.attribution",  # guided back-propagation (Springenberg et al., 2015)
     "grad_cam": "ualib.attribution",  # Grad-CAM (Selvaraju et al., 2017)
     "lime": "ualib.attribution",  # batched LIME (Ribeiro et al., 2016)
+    "random_attribution": "ualib.attribution",  # the random-map control
+    "covariance_attribution": "ualib.attribution.covariance",  # variance by covariance of explanations (Bley et al., 2024)
+    "cov_gi": "ualib.attribution.covariance",  # CovGI: covariance of gradient x input
+    "cov_ig": "ualib.attribution.covariance",  # CovIG: covariance of integrated gradients [INF]
     "explanation_distribution": "ualib.attribution.explanation_uncertainty",  # maps over posterior samples (Mulye & Valdenegro-Toro, 2024)
     "gradient_metrics": "ualib.meta.gradient_metrics",  # per-sample gradient metrics (Oberdiek et al., 2018)
     "SparseGP": "ualib.justification.sparse_gp",  # sparse GP with real-example inducing points (Ardis & Flenner, 2024)

@@ -4,6 +4,7 @@ notebooks' parameters cells, the table of contents vs the notebooks, and the REA
 from __future__ import annotations
 
 import ast
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -125,3 +126,21 @@ def test_readme_public_api_table_lists_ualib_all():
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| group")]
     listed = set(re.findall(r"`(\w+)`", " ".join(row.split("|")[2] for row in rows)))
     assert listed == set(ualib.__all__) - {"__version__"}
+
+
+def test_notebooks_import_methods_from_the_top_level():
+    """A chapter imports every name of ``ualib.__all__`` and every attribution method of the registry
+    from ``ualib`` itself, never from the module that happens to define it."""
+    import ualib
+    from ualib.attribution.registry import REGISTRY
+
+    public = set(ualib.__all__) | {spec.fn.__name__ for spec in REGISTRY.values()}
+    offenders = []
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(nb_path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            for m in re.finditer(r"^from (ualib\.[\w.]+) import ([\w, ]+)$", "".join(cell["source"]), flags=re.M):
+                names = {n.strip().split(" as ")[0] for n in m.group(2).split(",")}
+                offenders += [f"{nb_path.stem}: {n} from {m.group(1)}" for n in sorted(names & public)]
+    assert not offenders, offenders

@@ -112,3 +112,17 @@ def test_bad_arguments():
         covariance_attribution(nn.Linear(2, 2), x)
     with pytest.raises(ValueError, match=r"\[S, B, K"):
         covariance_from_explanations(torch.zeros(2, 3, 4))
+
+
+def test_registry_entries_call_cov_gi_and_cov_ig_on_the_variance_only():
+    from ualib.attribution.registry import REGISTRY, uncertainty_attributor
+
+    post = _posterior(bias=False)
+    x = torch.rand(3, 12, dtype=torch.float64)
+    assert REGISTRY["cov_gi"].fn is cov_gi and REGISTRY["cov_ig"].fn is cov_ig
+    torch.testing.assert_close(uncertainty_attributor("cov_gi", post, "variance")(x), cov_gi(post, x))
+    torch.testing.assert_close(uncertainty_attributor("cov_ig", post, "variance", steps=4)(x), cov_ig(post, x, steps=4))
+    with pytest.raises(ValueError, match="kind"):
+        uncertainty_attributor("cov_gi", post, "epistemic")
+    with pytest.raises(ValueError, match="kind"):
+        cov_ig(post, x, kind="total")

@@ -39,6 +39,14 @@ def random_attribution(x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     ----------
     S. Hooker, D. Erhan, P.-J. Kindermans, B. Kim. A benchmark for interpretability methods in deep
     neural networks. NeurIPS 2019 (random attribution as the control of ROAR).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> a = ualib.random_attribution(x, seed=3)
+    >>> tuple(a.shape), torch.equal(a, ualib.random_attribution(x, seed=3)), bool(((a >= 0) & (a < 1)).all())
+    ((2, 1, 8, 8), True, True)
     """
     x = check_input(x)
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -34,6 +34,7 @@ import torch
 
 from ualib import uncertainty as U
 from ualib._checks import check_choice
+from ualib.attribution.covariance import cov_gi, cov_ig
 from ualib.attribution.fullgrad import fullgrad
 from ualib.attribution.grad_cam import grad_cam
 from ualib.attribution.gradient import gradient
@@ -125,6 +126,10 @@ def _entries() -> dict[str, MethodSpec]:
                    label="LIME"),
         MethodSpec("ua_backprop", ua_backprop, "posterior", "value", U.ENTROPIC_KINDS, False, "Wang et al. 2023 [INF]",
                    batched=False, label="UA-Backprop"),
+        MethodSpec("cov_gi", cov_gi, "posterior", None, (U.UncertaintyKind.VARIANCE.value,), True,
+                   "Bley et al. 2024", label="CovGI"),
+        MethodSpec("cov_ig", cov_ig, "posterior", None, (U.UncertaintyKind.VARIANCE.value,), True,
+                   "Bley et al. 2024 [INF]", label="CovIG"),
         MethodSpec("fullgrad", fullgrad, "class_index", "value", (), True, "Srinivas & Fleuret 2019",
                    label="FullGrad"),
         MethodSpec("random", random_attribution, "nothing", None, _ALL_KINDS, False, "control", batched=False,
