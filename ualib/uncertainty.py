@@ -170,6 +170,15 @@ def total_entropy(probs: torch.Tensor) -> torch.Tensor:
     References
     ----------
     Gal (2016), §3.3; Depeweg et al. (2018), Eq. 4. METHODS §2.2 [STD].
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> total = ualib.total_entropy(probs)
+    >>> tuple(total.shape), torch.allclose(total, ualib.expected_entropy(probs) + ualib.mutual_information(probs))
+    ((2,), True)
     """
     p = _check_samples(probs)
     pbar = p.mean(dim=0)
@@ -194,6 +203,15 @@ def expected_entropy(probs: torch.Tensor) -> torch.Tensor:
     References
     ----------
     Depeweg et al. (2018), Eq. 5; Gal (2016). METHODS §2.2 [STD].
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> ale = ualib.expected_entropy(probs)
+    >>> tuple(ale.shape), bool((ale <= ualib.total_entropy(probs) + 1e-6).all())
+    ((2,), True)
     """
     p = _check_samples(probs)
     return -(p * _safe_log(p)).sum(dim=-1).mean(dim=0)
@@ -224,6 +242,17 @@ def mutual_information(probs: torch.Tensor) -> torch.Tensor:
     References
     ----------
     Gal (2016), §3.3 (BALD); Depeweg et al. (2018), Eq. 6. METHODS §2.2 [STD].
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> epi = ualib.mutual_information(probs)
+    >>> tuple(epi.shape), bool((epi >= 0).all())
+    ((2,), True)
+    >>> ualib.mutual_information(probs[:1].expand(5, 2, 3)).abs().max().item() < 1e-6  # identical samples
+    True
     """
     p = _check_samples(probs)
     pbar = p.mean(dim=0, keepdim=True)
@@ -252,6 +281,16 @@ def predictive_variance(probs: torch.Tensor, reduce: str = "sum") -> torch.Tenso
     References
     ----------
     Gal (2016), §3.3 (variation of the predictive probabilities); Kendall & Gal (2017).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> tuple(ualib.predictive_variance(probs).shape)  # summed over classes
+    (2,)
+    >>> tuple(ualib.predictive_variance(probs, reduce="none").shape)
+    (2, 3)
     """
     p = _check_samples(probs)
     check_choice(reduce, "reduce", VARIANCE_REDUCTIONS)
@@ -324,6 +363,15 @@ def decompose(probs: torch.Tensor, kind: str) -> torch.Tensor:
     ----------
     Depeweg et al. (2018); Gal (2016); Wang et al. (CVPR 2023) use this split to back-propagate
     uncertainty. METHODS §2.2 [STD].
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> r = ualib.decompose(probs, "epistemic")
+    >>> tuple(r.shape), torch.allclose(r.sum(dim=(0, 2)), ualib.mutual_information(probs), atol=1e-6)
+    ((5, 2, 3), True)
     """
     check_choice(kind, "kind", DECOMPOSITION_KINDS)
     p = _check_samples(probs)
@@ -417,6 +465,13 @@ def vacuity(alpha: torch.Tensor) -> torch.Tensor:
     References
     ----------
     Josang (2016); Sensoy et al. (2018), Eq. 1; Zhao et al. (2020). METHODS §2.5 [STD].
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> alpha = torch.tensor([[1.0, 1.0, 1.0], [10.0, 1.0, 1.0]])  # no evidence; evidence for class 0
+    >>> [round(u, 3) for u in ualib.vacuity(alpha).tolist()]
+    [1.0, 0.25]
     """
     a = check_alpha(alpha)
     return a.shape[-1] / a.sum(dim=-1)
@@ -494,5 +549,13 @@ def dissonance(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
     References
     ----------
     Josang (2016), §4 (dissonance of an opinion); Zhao et al. (2020), Eq. 4. METHODS §2.5 [STD, CODE].
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> alpha = torch.tensor([[21.0, 1.0, 1.0], [11.0, 11.0, 1.0]])  # one class; two classes in conflict
+    >>> d = ualib.dissonance(alpha)
+    >>> tuple(d.shape), bool(d[1] > d[0])
+    ((2,), True)
     """
     return dissonance_weights(alpha, eps=eps).sum(dim=-1)
