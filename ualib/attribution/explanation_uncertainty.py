@@ -229,6 +229,19 @@ def explanation_distribution(
     ----------
     M. Mulye, M. Valdenegro-Toro. Uncertainty quantification for gradient-based explanations in
     neural networks. arXiv:2403.17224, 2024.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=6)
+    >>> maps = ualib.explanation_distribution(post, torch.rand(2, 4), "gradient")
+    >>> tuple(maps.shape)  # [S, B, ...]: one explanation per posterior sample
+    (6, 2, 4)
+    >>> tuple(maps.std(0).shape)  # the spread of the explanation over the posterior
+    (2, 4)
     """
     _check_posterior(posterior)
     check_choice(method, "method", EXPLAINERS)

@@ -329,6 +329,19 @@ class FullGrad:
     ----------
     S. Srinivas, F. Fleuret. Full-gradient representation for neural network visualization.
     NeurIPS 2019. Official code: idiap/fullgrad-saliency.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.FullGrad(net).signed_map(x, 1)  # explains the logit of class 1
+    >>> tuple(maps.shape)
+    (2, 1, 8, 8)
+    >>> torch.allclose(maps.sum((1, 2, 3)), net(x)[:, 1], atol=1e-5)  # complete
+    True
     """
 
     def __init__(
@@ -634,6 +647,17 @@ def fullgrad(
 
     A one-call shortcut for ``FullGrad(model, strict=strict).signed_map(x, class_index)``; see
     :meth:`FullGrad.signed_map`. References: Srinivas & Fleuret, NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.fullgrad(net, x, 1)
+    >>> tuple(maps.shape), torch.allclose(maps.sum((1, 2, 3)), net(x)[:, 1], atol=1e-5)
+    ((2, 1, 8, 8), True)
     """
     return FullGrad(model, strict=strict).signed_map(x, class_index, batch_size=batch_size)
 

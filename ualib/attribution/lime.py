@@ -188,6 +188,17 @@ def lime(
     ----------
     M. T. Ribeiro, S. Singh, C. Guestrin. "Why should I trust you?": explaining the predictions of any
     classifier. KDD 2016.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.lime(ualib.class_logit(net, 0), x, num_samples=50, cell_size=4, seed=0)
+    >>> tuple(maps.shape)  # one weight per 4 x 4 superpixel, broadcast to its pixels
+    (2, 1, 8, 8)
     """
     check_target(target)
     x = check_input(x, ndim=(4,)).detach()

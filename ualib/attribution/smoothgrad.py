@@ -75,6 +75,17 @@ def smoothgrad(
     ----------
     D. Smilkov, N. Thorat, B. Kim, F. Viégas, M. Wattenberg. SmoothGrad: removing noise by adding
     noise. ICML Workshop on Visualization for Deep Learning, 2017 (arXiv:1706.03825).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.smoothgrad(ualib.class_logit(net, 0), x, n_samples=8, sigma=0.15, seed=0)
+    >>> tuple(maps.shape)
+    (2, 1, 8, 8)
     """
     check_target(target)
     x = check_input(x).detach()

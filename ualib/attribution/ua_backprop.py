@@ -119,6 +119,19 @@ def ua_backprop(
     torch.Tensor
         Raw signed attributions ``A`` shaped like ``x`` with ``A[b].sum() == U[b]`` (completeness).
         Epistemic relevances of single (sample, class) pairs can be negative, so ``A`` can be too.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=8)
+    >>> maps, u = ualib.ua_backprop(post, torch.rand(2, 4), kind="epistemic", return_uncertainty=True)
+    >>> tuple(maps.shape)  # shaped like x
+    (2, 4)
+    >>> torch.allclose(maps.sum(1), u, atol=1e-5)  # complete: the map sums to the uncertainty
+    True
     """
     if not isinstance(posterior, Posterior):
         raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")

@@ -174,6 +174,19 @@ def uam(
     ----------
     Jeong et al. (2026), arXiv 2606.15767 (method description [READ]; formulas [INF]); Srinivas &
     Fleuret (2019); Sensoy et al. (2018).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> post = ualib.Evidential(net)
+    >>> res = ualib.uam(post, torch.rand(2, 1, 8, 8))
+    >>> tuple(res.vam.shape), tuple(res.dam.shape)
+    ((2, 1, 8, 8), (2, 1, 8, 8))
+    >>> tuple(res.vacuity.shape), res.completeness_error < 1e-4
+    ((2,), True)
     """
     if not isinstance(posterior, Evidential):
         raise TypeError(f"posterior must be ualib.posteriors.Evidential, got {type(posterior).__name__}")
