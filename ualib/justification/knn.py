@@ -75,6 +75,17 @@ class KNNJustifier:
     dtype
         The dtype in which the training features are stored and distances are computed
         (``float32`` by default, what a practical deployment would keep).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> h, y = torch.rand(20, 3), torch.arange(20) % 2
+    >>> res = ualib.KNNJustifier(k=5).fit(h, y).query(h[:4])
+    >>> tuple(res.indices.shape), tuple(res.support.shape)
+    ((4, 5), (4, 2))
+    >>> torch.allclose(res.support.sum(1), torch.ones(4))
+    True
     """
 
     def __init__(self, k: int = 10, *, batch_size: int = 256, dtype: torch.dtype = torch.float32) -> None:

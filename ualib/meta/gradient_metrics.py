@@ -337,6 +337,18 @@ def gradient_metrics(
     ----------
     P. Oberdiek, M. Rottmann, H. Gottschalk. Classification uncertainty of deep neural networks
     based on gradient information. ANNPR 2018. arXiv:1805.08440.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> metrics = ualib.gradient_metrics(net, torch.rand(5, 4), statistics=("l2", "max"))
+    >>> sorted(metrics)
+    ['0.weight/l2', '0.weight/max', '2.weight/l2', '2.weight/max', 'network/l2', 'network/max']
+    >>> tuple(metrics["network/l2"].shape)  # one value per input
+    (5,)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
