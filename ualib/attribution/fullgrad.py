@@ -12,7 +12,7 @@ identity then gives the exact decomposition (completeness, Srinivas & Fleuret 20
 where the second sum runs over every layer with a bias. Two things are built on it:
 
 * :meth:`FullGrad.signed_map`: a **raw, signed, per-pixel** map ``[B, 1, H, W]`` whose sum is exactly
-  the explained output (METHODS §5.3). The input term is summed over channels; each convolutional
+  the explained output (book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb). The input term is summed over channels; each convolutional
   bias term is summed over channels and spread to the pixels by a *mass-preserving* bilinear
   operator; the bias terms without a spatial layout (fully connected and ``BatchNorm1d`` layers) are
   spread evenly over all pixels. This mapping of bias terms to pixels is our reconstruction [INF]:
@@ -493,7 +493,7 @@ class FullGrad:
     def signed_map(
         self, x: torch.Tensor, class_index: int | torch.Tensor, *, batch_size: int | None = None
     ) -> torch.Tensor:
-        """Raw signed per-pixel attribution ``[B, 1, H, W]`` whose sum over pixels is ``f(x)`` (METHODS §5.3).
+        """Raw signed per-pixel attribution ``[B, 1, H, W]`` whose sum over pixels is ``f(x)`` (book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb).
 
         ``input term (channel-summed) + sum over conv / BatchNorm2d bias terms of their
         channel-summed values spread to the pixels by mass-preserving bilinear weights + the other

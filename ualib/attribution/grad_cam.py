@@ -71,7 +71,7 @@ def _cam(target: Target, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
 def grad_cam(target: Target, x: torch.Tensor, *, layer: nn.Module, batch_size: int | None = None) -> torch.Tensor:
     r"""Grad-CAM map of a scalar target at a convolutional layer, upsampled to the input size.
 
-    With :math:`A^k` the ``k``-th activation map of ``layer`` (METHODS §2.3),
+    With :math:`A^k` the ``k``-th activation map of ``layer`` (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb),
 
     .. math::
 

@@ -10,7 +10,7 @@ __all__ = ["gradient"]
 
 
 def gradient(target: Target, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
-    r"""Raw gradient attribution :math:`\nabla_x F(x)` (METHODS §2.3).
+    r"""Raw gradient attribution :math:`\nabla_x F(x)` (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb).
 
     Signed and per input element: no absolute value, no maximum over channels, no normalisation
     (those belong to the plotting layer).

@@ -75,7 +75,7 @@ def guided_relu(model: nn.Module) -> Iterator[list[int]]:
 def guided_backprop(
     target: Target, x: torch.Tensor, *, model: nn.Module, batch_size: int | None = None
 ) -> torch.Tensor:
-    r"""Raw guided-backpropagation attribution (METHODS §2.3).
+    r"""Raw guided-backpropagation attribution (book: chapter 5, "Explanation uncertainty", section "Explanation distributions" — notebooks/05_explanation_uncertainty.ipynb).
 
     The gradient :math:`\partial F / \partial x` computed with a modified backward pass through
     every ``nn.ReLU`` module of ``model``: with :math:`f^{(l)}` the ReLU's forward input and

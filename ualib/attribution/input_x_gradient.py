@@ -11,7 +11,7 @@ __all__ = ["input_x_gradient"]
 
 
 def input_x_gradient(target: Target, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
-    r"""Raw input x gradient attribution :math:`x \odot \nabla_x F(x)` (METHODS §2.3).
+    r"""Raw input x gradient attribution :math:`x \odot \nabla_x F(x)` (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb).
 
     Complete (:math:`\sum_i x_i\,\partial_i F(x) = F(x)`) only for positively homogeneous
     (bias-free ReLU) targets; in general it is the first-order Taylor term around the zero input.

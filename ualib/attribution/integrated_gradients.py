@@ -55,7 +55,7 @@ def integrated_gradients(
     batch_size: int | None = None,
     return_convergence: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    r"""Raw integrated gradients with the right Riemann sum of METHODS §2.3.
+    r"""Raw integrated gradients with the right Riemann sum (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb).
 
     .. math::
 

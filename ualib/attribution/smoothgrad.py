@@ -28,7 +28,7 @@ def smoothgrad(
     noise: torch.Tensor | None = None,
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    r"""Raw SmoothGrad attribution :math:`\frac1n\sum_{j=1}^n \nabla_x F(x + \epsilon_j)` (METHODS §2.3).
+    r"""Raw SmoothGrad attribution :math:`\frac1n\sum_{j=1}^n \nabla_x F(x + \epsilon_j)` (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb).
 
     The noise is :math:`\epsilon_j = \sigma\,(\max x_b - \min x_b)\, z_j` with
     :math:`z_j \sim \mathcal N(0, I)`, the range taken over each input's own entries. The draws

@@ -3,7 +3,7 @@
 Virani, Iyer & Yang (2020) justify a classifier's decision by the *support* it finds in the training
 set, "e.g. k-nearest neighbors (k-NN) and lp-norm based", in the input and latent spaces of the
 network [READ, abstract]. The exact support functions of that paper were not available to us; this
-module implements the following reconstruction [INF, METHODS §6.2-6.3]:
+module implements the following reconstruction [INF; book: chapter 7, "Justification" — notebooks/07_justification.ipynb]:
 
 * In one feature space (one layer), the justification of a query ``h`` is its ``k`` nearest training
   examples (Euclidean distance) with their labels.

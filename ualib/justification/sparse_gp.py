@@ -2,7 +2,7 @@ r"""Sparse Gaussian processes on frozen features: example-based justification an
 
 Ardis & Flenner (2024) replace the memory- and compute-hungry kNN justification of Virani et al.
 (2020) by sparse Gaussian processes on the activations of a frozen network [READ, abstract]. Their
-full text was not available to us: **everything below is a reconstruction** [INF, METHODS §6.2].
+full text was not available to us: **everything below is a reconstruction** [INF; book: chapter 7, "Justification" — notebooks/07_justification.ipynb].
 
 One GP per layer, on features :math:`h = \phi_l(x) \in \mathbb R^d` (:mod:`ualib.justification.features`):
 

@@ -4,7 +4,7 @@ For an input :math:`x` with predicted class :math:`\hat\kappa = \arg\max_k \hat 
 label is unknown at test time, so the prediction serves as a pseudo-label), take the cross-entropy
 :math:`\mathcal L(x) = -\log \hat y_{\hat\kappa}(x)` and its gradient with respect to the weights
 of each layer :math:`\ell`, :math:`g_\ell = \mathrm{vec}(\nabla_{w_\ell}\mathcal L(x))\in\mathbb
-R^{n_\ell}`. Six statistics summarise each gradient (Oberdiek et al. 2018, METHODS §7.2):
+R^{n_\ell}`. Six statistics summarise each gradient (Oberdiek et al. 2018; book: chapter 6, "Gradient meta classification", section "Gradient metrics" — notebooks/06_gradient_meta_classification.ipynb):
 
 .. math::
 
@@ -330,7 +330,7 @@ def gradient_metrics(
     Notes
     -----
     Reconstruction [INF]: per-layer and whole-network aggregation, bias handling and the eval-mode
-    forward are spec choices (METHODS §7.2); the statistics and the pseudo-label follow the first
+    forward are spec choices (book: chapter 6, "Gradient meta classification", section "Gradient metrics" — notebooks/06_gradient_meta_classification.ipynb); the statistics and the pseudo-label follow the first
     author's public ``gradient_metrics`` library [CODE].
 
     References
@@ -661,7 +661,7 @@ def softmax_metrics(logits: torch.Tensor, *, normalize: bool = False) -> dict[st
     References
     ----------
     D. Hendrycks, K. Gimpel. A baseline for detecting misclassified and out-of-distribution examples
-    in neural networks. ICLR 2017. METHODS §7.2.
+    in neural networks. ICLR 2017. book: chapter 6, "Gradient meta classification", section "Gradient metrics" — notebooks/06_gradient_meta_classification.ipynb.
     """
     check_tensor(logits, "logits", ndim=2)
     if logits.shape[-1] < 2:
