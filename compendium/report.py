@@ -57,8 +57,10 @@ PAPERS: tuple[Paper, ...] = (
             '[READ] An "uncertainty mitigation strategy that leverages the attribution results as attention to '
             'further improve the model performance".',
         ),
-        reconstruction="UA-Backprop's per-stage rules (METHODS §3.2) and the mitigation strategy (§3.3) are "
-        "reconstructions from the paper's public description; its tables were not available.",
+        reconstruction="UA-Backprop's per-stage rules ("
+        'book: chapter 2, "UA-Backprop", section "The method in three stages" — notebooks/02_ua_backprop.ipynb) and the mitigation strategy ('
+        'book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb) '
+        "are reconstructions from the paper's public description; its tables were not available.",
     ),
     Paper(
         key="mulye2024uncertainty",
@@ -74,7 +76,8 @@ PAPERS: tuple[Paper, ...] = (
             'explanations."',
         ),
         reconstruction="The pipeline follows the paper's verified components; the exact insertion / deletion "
-        "variant and the aggregation of CV over pixels are specification choices (METHODS §4.2).",
+        "variant and the aggregation of CV over pixels are specification choices ("
+        'book: chapter 5, "Explanation uncertainty", section "The pipeline" — notebooks/05_explanation_uncertainty.ipynb).',
     ),
     Paper(
         key="jeong2026visualizing",
@@ -89,7 +92,8 @@ PAPERS: tuple[Paper, ...] = (
             '"FullGrad-based decomposition ensures attribution completeness".',
         ),
         reconstruction="FullGrad is standard (Srinivas & Fleuret 2019); the belief weighting of the vacuity and "
-        "dissonance maps is a reconstruction (METHODS §5.4).",
+        "dissonance maps is a reconstruction ("
+        'book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb).',
     ),
     Paper(
         key="ardis2024extracting",
@@ -105,7 +109,8 @@ PAPERS: tuple[Paper, ...] = (
             'detection and out-of-distribution detection tasks".',
         ),
         reconstruction="The sparse-GP construction (inducing points snapped to training examples, the "
-        "justification weights) is a reconstruction from these sentences (METHODS §6.2).",
+        "justification weights) is a reconstruction from these sentences ("
+        'book: chapter 7, "Justification" — notebooks/07_justification.ipynb).',
     ),
     Paper(
         key="oberdiek2018classification",
@@ -122,7 +127,8 @@ PAPERS: tuple[Paper, ...] = (
             'from EMNIST digits … can be improved considerably."',
         ),
         reconstruction="The metrics follow the first author's public implementation; the network, the data "
-        "(MNIST instead of EMNIST offline) and the meta classifiers are this compendium's choices (METHODS §7.2).",
+        "(MNIST instead of EMNIST offline) and the meta classifiers are this compendium's choices ("
+        'book: chapter 6, "Gradient meta classification", section "Meta classification" — notebooks/06_gradient_meta_classification.ipynb).',
     ),
 )
 

@@ -71,7 +71,7 @@ def evidential_classifier(
 ) -> TrainConfig:
     """The evidential CNN of the UAM chapter: BatchNorm, no dropout, ReLU evidence, MSE loss with KL annealing.
 
-    ReLU evidence keeps the evidence piecewise linear, so FullGrad decomposes it exactly (METHODS §5.2).
+    ReLU evidence keeps the evidence piecewise linear, so FullGrad decomposes it exactly (book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb).
     """
     arch = dict(in_channels=in_channels, in_size=in_size, num_classes=10, dropout=0.0, batchnorm=True)
     if width is not None:

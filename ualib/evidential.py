@@ -5,7 +5,7 @@ the concentrations ``alpha = e + 1`` of a Dirichlet distribution over the class 
 ``S = sum_k alpha_k`` the expected probability is ``p_hat = alpha / S`` and the vacuity is ``K / S``.
 The training loss is a data-fit term (``"mse"``, ``"log"`` or ``"digamma"``) plus an annealed KL
 regulariser that shrinks the *misleading* evidence (for the wrong classes) towards the uniform
-Dirichlet. Formulas: ``METHODS.md`` §2.5.
+Dirichlet. Formulas: book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb.
 
 References
 ----------

@@ -1,11 +1,11 @@
-"""Uncertainty mitigation: use an uncertainty attribution map as input attention (UA-Backprop, §3.3).
+"""Uncertainty mitigation: use an uncertainty attribution map as input attention (UA-Backprop).
 
 .. warning::
    **Reconstruction, not the paper's method.** About the mitigation, the paper verifiably says only
    that it proposes an "uncertainty mitigation strategy that leverages the attribution results as
    attention to further improve the model performance" (Wang et al., CVPR 2023, abstract).
-   Everything else in this module is a specification choice of this compendium (METHODS §3.3,
-   marked [INF]). That covers the attention formula, the place where the attention is applied
+   Everything else in this module is a specification choice of this compendium (marked [INF];
+   book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb). That covers the attention formula, the place where the attention is applied
    (the input, not a feature map), masking versus blurring, the train-then-fine-tune protocol,
    the selection of uncertain inputs by a quantile, and the evaluation table. None of it has been
    checked against the paper's PDF or supplement, and no official code exists.
@@ -40,7 +40,7 @@ References
    explainable Bayesian deep learning. CVPR 2023, pp. 12044-12053 (arXiv 2304.04824). The only
    verified statement used here is the abstract's "uncertainty mitigation strategy that leverages
    the attribution results as attention to further improve the model performance". Everything
-   else is a reconstruction (METHODS §3.3 [INF]).
+   else is a reconstruction ([INF]; book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def attention_from_attribution(A: torch.Tensor, *, lam: float = 1.0) -> torch.Te
     References
     ----------
     Wang et al. (CVPR 2023). Attribution used "as attention" is verified; this formula is a
-    reconstruction (METHODS §3.3 [INF]).
+    reconstruction ([INF]; book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb).
     """
     check_tensor(A, "A", ndim=4)
     lam = _check_unit_float(lam, "lam")
@@ -228,7 +228,7 @@ def apply_attention(
     References
     ----------
     Wang et al. (CVPR 2023). Input-level masking and blending are reconstructions
-    (METHODS §3.3 [INF]).
+    ([INF]; book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb).
     """
     check_tensor(x, "x", ndim=4)
     check_tensor(a, "a", ndim=4)
@@ -262,7 +262,7 @@ def uncertain_subset(
 
     The threshold is ``numpy.quantile(reference, quantile)`` with linear interpolation, computed
     in float64. ``reference`` defaults to ``u`` itself; pass a validation set's uncertainties to
-    select test inputs by a threshold fixed in advance (METHODS §3.3 (v)). With ``quantile=0.8``
+    select test inputs by a threshold fixed in advance (book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb). With ``quantile=0.8``
     and distinct values, the top 20 % are selected.
 
     Parameters
@@ -334,7 +334,7 @@ def attend(
 
     References
     ----------
-    Wang et al. (CVPR 2023). Quantile-based selection is a reconstruction (METHODS §3.3 (v) [INF]).
+    Wang et al. (CVPR 2023). Quantile-based selection is a reconstruction ([INF]; book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb).
     """
     check_tensor(x, "x", ndim=4)
     if not callable(attribute):
@@ -424,7 +424,7 @@ def mitigate(
 ) -> Posterior:
     """Fine-tune a copy of a trained posterior on attention-weighted training images.
 
-    The protocol (METHODS §3.3, a reconstruction [INF]):
+    The protocol (a reconstruction [INF]; book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb):
 
     (i) ``posterior`` has already been trained normally. It is never modified: its weights,
         train/eval flags, gradients and ``requires_grad`` flags are as before the call.
@@ -472,7 +472,7 @@ def mitigate(
     ----------
     Wang et al. (CVPR 2023): that attribution results are used "as attention to further improve
     the model performance" is verified (abstract). The protocol above is a reconstruction
-    (METHODS §3.3 [INF]).
+    ([INF]; book: chapter 3, "Uncertainty mitigation", section "Fine-tuning with and without attention" — notebooks/03_uncertainty_mitigation.ipynb).
     """
     if not isinstance(posterior, Posterior):
         raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")

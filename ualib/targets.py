@@ -7,6 +7,20 @@ call, and the same functions can be handed to Captum as ``forward_func``.
 A target built from a posterior always uses the same posterior samples (``indices``, default all S):
 sample ``m`` is one fixed network (see :mod:`ualib.posteriors`), so a path or noise method that calls
 the target at many points sees the same S networks at every step.
+
+Examples
+--------
+A :data:`Target` is any such function; every attribution method takes one:
+
+>>> import torch, ualib
+>>> from torch import nn
+>>> _ = torch.manual_seed(0)
+>>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+>>> target = ualib.uncertainty_target(ualib.MCDropout(net, num_samples=8), "total")
+>>> tuple(target(torch.rand(2, 4)).shape)
+(2,)
+>>> tuple(ualib.gradient(target, torch.rand(2, 4)).shape)
+(2, 4)
 """
 
 from __future__ import annotations
@@ -51,6 +65,17 @@ def class_logit(model: nn.Module | Posterior, cls: int | torch.Tensor, *, sample
     """The logit of class ``cls`` (an int or a per-input tensor ``[B]``).
 
     For a posterior, the logit of posterior sample ``sample`` (default: the mean logit over all samples).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> x = torch.rand(3, 4)
+    >>> target = ualib.class_logit(net, 2)
+    >>> torch.equal(target(x), net(x)[:, 2])
+    True
     """
 
     def target(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +89,20 @@ def class_logit(model: nn.Module | Posterior, cls: int | torch.Tensor, *, sample
 
 
 def class_probability(posterior: Posterior, cls: int | torch.Tensor, *, indices: Sequence[int] | None = None) -> Target:
-    """The predictive (sample-mean) probability of class ``cls``."""
+    """The predictive (sample-mean) probability of class ``cls``.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=8)
+    >>> x = torch.rand(3, 4)
+    >>> p1 = ualib.class_probability(post, 1)(x)  # sample-mean probability of class 1
+    >>> torch.allclose(p1, post.probs(x).mean(0)[:, 1])
+    True
+    """
 
     def target(x: torch.Tensor) -> torch.Tensor:
         p = posterior.probs(x, indices=indices).mean(0)
@@ -79,6 +117,18 @@ def uncertainty_target(
     """Total, aleatoric or epistemic uncertainty, or the summed predictive variance, as ``x -> [B]``.
 
     See :func:`ualib.uncertainty.uncertainty` for the definitions (Depeweg et al. 2018).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=8)
+    >>> x = torch.rand(3, 4)
+    >>> u = ualib.uncertainty_target(post, "epistemic")(x)  # x -> [B], differentiable
+    >>> tuple(u.shape), torch.allclose(u, ualib.mutual_information(post.probs(x)))
+    ((3,), True)
     """
     check_choice(kind, "kind", TARGET_KINDS)
     if not isinstance(posterior, Posterior):
@@ -91,7 +141,20 @@ def uncertainty_target(
 
 
 def evidential_target(posterior: Evidential, kind: str = "vacuity") -> Target:
-    """Vacuity or dissonance of an evidential model as ``x -> [B]`` (Josang 2016; Zhao et al. 2020)."""
+    """Vacuity or dissonance of an evidential model as ``x -> [B]`` (Josang 2016; Zhao et al. 2020).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> post = ualib.Evidential(net)
+    >>> x = torch.rand(3, 4)
+    >>> u = ualib.evidential_target(post, "vacuity")(x)
+    >>> tuple(u.shape), torch.allclose(u, ualib.vacuity(post.alpha(x)))
+    ((3,), True)
+    """
     check_choice(kind, "kind", U.EVIDENTIAL_KINDS)
     if not isinstance(posterior, Evidential):
         raise TypeError(f"posterior must be ualib.posteriors.Evidential, got {type(posterior).__name__}")

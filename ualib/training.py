@@ -56,6 +56,15 @@ class TrainConfig:
         ``evidence``, ``loss``, ``task="regression"`` for a regressor with one output ...).
     epochs, batch_size, lr, weight_decay, seed
         Adam optimisation settings and the seed of initialisation, shuffling and training noise.
+
+    Examples
+    --------
+    >>> from ualib import TrainConfig
+    >>> cfg = TrainConfig("mnist/train", model="lenet", posterior="mc_dropout", epochs=2)
+    >>> cfg.posterior, cfg.epochs, cfg.seed
+    ('mc_dropout', 2, 0)
+    >>> cfg.to_dict()["model"]
+    'lenet'
     """
 
     dataset: str
@@ -270,6 +279,16 @@ def train(
     posterior, info
         The trained posterior in eval mode on ``device``, and ``info`` with ``cache_hit``, ``key``,
         ``history`` (loss and seconds per epoch) and ``train_seconds``.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> cfg = ualib.TrainConfig("toy", model="mlp", model_kwargs={"in_channels": 4, "num_classes": 3}, epochs=1, batch_size=8)
+    >>> x, y = torch.rand(16, 4), torch.randint(0, 3, (16,))
+    >>> post, info = ualib.train(cfg, x, y, cache=False, progress=False)
+    >>> type(post).__name__, info["cache_hit"]
+    ('MCDropout', False)
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")

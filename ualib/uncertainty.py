@@ -3,12 +3,12 @@
 Two families live here:
 
 * **Sample-based measures** of a stochastic predictive distribution (MC dropout, DropConnect, deep
-  ensembles, Flipout/BBB; METHODS §2.1-2.2). ``probs`` is always ``[S, B, K]``: ``S`` posterior
+  ensembles, Flipout/BBB; book: chapter 1, "Uncertainty basics", section "Predictive distributions from posterior samples" — notebooks/01_uncertainty_basics.ipynb). ``probs`` is always ``[S, B, K]``: ``S`` posterior
   samples, ``B`` inputs, ``K`` classes, each ``probs[s, b]`` a categorical distribution. Every measure
   returns ``[B]`` and is differentiable, so it can be the scalar target of any attribution method.
   :func:`decompose` returns the exact per-(sample, class) terms that sum to a measure (the terms
-  UA-Backprop back-propagates, METHODS §3).
-* **Subjective-Logic measures** of a Dirichlet (evidential deep learning; METHODS §2.5). ``alpha`` is
+  UA-Backprop back-propagates; book: chapter 2, "UA-Backprop", section "The method in three stages" — notebooks/02_ua_backprop.ipynb).
+* **Subjective-Logic measures** of a Dirichlet (evidential deep learning; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb). ``alpha`` is
   ``[B, K]``.
 
 Zero probabilities
@@ -169,7 +169,16 @@ def total_entropy(probs: torch.Tensor) -> torch.Tensor:
 
     References
     ----------
-    Gal (2016), §3.3; Depeweg et al. (2018), Eq. 4. METHODS §2.2 [STD].
+    Gal (2016), §3.3; Depeweg et al. (2018), Eq. 4. [STD]; book: chapter 1, "Uncertainty basics", section "Total = aleatoric + epistemic" — notebooks/01_uncertainty_basics.ipynb.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> total = ualib.total_entropy(probs)
+    >>> tuple(total.shape), torch.allclose(total, ualib.expected_entropy(probs) + ualib.mutual_information(probs))
+    ((2,), True)
     """
     p = _check_samples(probs)
     pbar = p.mean(dim=0)
@@ -193,7 +202,16 @@ def expected_entropy(probs: torch.Tensor) -> torch.Tensor:
 
     References
     ----------
-    Depeweg et al. (2018), Eq. 5; Gal (2016). METHODS §2.2 [STD].
+    Depeweg et al. (2018), Eq. 5; Gal (2016). [STD]; book: chapter 1, "Uncertainty basics", section "Total = aleatoric + epistemic" — notebooks/01_uncertainty_basics.ipynb.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> ale = ualib.expected_entropy(probs)
+    >>> tuple(ale.shape), bool((ale <= ualib.total_entropy(probs) + 1e-6).all())
+    ((2,), True)
     """
     p = _check_samples(probs)
     return -(p * _safe_log(p)).sum(dim=-1).mean(dim=0)
@@ -202,7 +220,7 @@ def expected_entropy(probs: torch.Tensor) -> torch.Tensor:
 def mutual_information(probs: torch.Tensor) -> torch.Tensor:
     r"""Epistemic uncertainty: the mutual information between label and parameters.
 
-    Computed as the mean Kullback-Leibler divergence of each sample to the mean (METHODS §2.2),
+    Computed as the mean Kullback-Leibler divergence of each sample to the mean (book: chapter 1, "Uncertainty basics", section "Total = aleatoric + epistemic" — notebooks/01_uncertainty_basics.ipynb),
 
     .. math:: I(y;\theta\mid x) = \frac1S \sum_s \sum_k p_{sk} \log\frac{p_{sk}}{\bar p_k}
               = H[\bar p] - \frac1S\sum_s H[p_s],
@@ -223,7 +241,18 @@ def mutual_information(probs: torch.Tensor) -> torch.Tensor:
 
     References
     ----------
-    Gal (2016), §3.3 (BALD); Depeweg et al. (2018), Eq. 6. METHODS §2.2 [STD].
+    Gal (2016), §3.3 (BALD); Depeweg et al. (2018), Eq. 6. [STD]; book: chapter 1, "Uncertainty basics", section "Total = aleatoric + epistemic" — notebooks/01_uncertainty_basics.ipynb.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> epi = ualib.mutual_information(probs)
+    >>> tuple(epi.shape), bool((epi >= 0).all())
+    ((2,), True)
+    >>> ualib.mutual_information(probs[:1].expand(5, 2, 3)).abs().max().item() < 1e-6  # identical samples
+    True
     """
     p = _check_samples(probs)
     pbar = p.mean(dim=0, keepdim=True)
@@ -252,6 +281,16 @@ def predictive_variance(probs: torch.Tensor, reduce: str = "sum") -> torch.Tenso
     References
     ----------
     Gal (2016), §3.3 (variation of the predictive probabilities); Kendall & Gal (2017).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> tuple(ualib.predictive_variance(probs).shape)  # summed over classes
+    (2,)
+    >>> tuple(ualib.predictive_variance(probs, reduce="none").shape)
+    (2, 3)
     """
     p = _check_samples(probs)
     check_choice(reduce, "reduce", VARIANCE_REDUCTIONS)
@@ -281,7 +320,7 @@ def uncertainty(probs: torch.Tensor, kind: str) -> torch.Tensor:
 
     References
     ----------
-    Depeweg et al. (2018); Gal (2016). METHODS §2.2 [STD].
+    Depeweg et al. (2018); Gal (2016). [STD]; book: chapter 1, "Uncertainty basics", section "Total = aleatoric + epistemic" — notebooks/01_uncertainty_basics.ipynb.
     """
     check_choice(kind, "kind", UNCERTAINTY_KINDS)
     if kind == "total":
@@ -297,7 +336,7 @@ def decompose(probs: torch.Tensor, kind: str) -> torch.Tensor:
     r"""Exact per-(sample, class) decomposition of an uncertainty measure.
 
     Returns ``R`` with ``R.sum(dim=(0, 2)) == uncertainty(probs, kind)`` up to rounding
-    (METHODS §2.2):
+    (book: chapter 1, "Uncertainty basics", section "Total = aleatoric + epistemic" — notebooks/01_uncertainty_basics.ipynb):
 
     * ``"total"``: :math:`R^{\mathrm{tot}}_{sk} = -\tfrac1S\, p_{sk} \log \bar p_k`
     * ``"aleatoric"``: :math:`R^{\mathrm{ale}}_{sk} = -\tfrac1S\, p_{sk} \log p_{sk}`
@@ -323,7 +362,16 @@ def decompose(probs: torch.Tensor, kind: str) -> torch.Tensor:
     References
     ----------
     Depeweg et al. (2018); Gal (2016); Wang et al. (CVPR 2023) use this split to back-propagate
-    uncertainty. METHODS §2.2 [STD].
+    uncertainty. [STD]; book: chapter 1, "Uncertainty basics", section "Total = aleatoric + epistemic" — notebooks/01_uncertainty_basics.ipynb.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> probs = torch.rand(5, 2, 3).softmax(-1)  # [S, B, K]: 5 samples, 2 inputs, 3 classes
+    >>> r = ualib.decompose(probs, "epistemic")
+    >>> tuple(r.shape), torch.allclose(r.sum(dim=(0, 2)), ualib.mutual_information(probs), atol=1e-6)
+    ((5, 2, 3), True)
     """
     check_choice(kind, "kind", DECOMPOSITION_KINDS)
     p = _check_samples(probs)
@@ -369,7 +417,7 @@ def expected_probability(alpha: torch.Tensor) -> torch.Tensor:
 
     References
     ----------
-    Sensoy et al. (2018), Eq. 2. METHODS §2.5 [STD].
+    Sensoy et al. (2018), Eq. 2. [STD]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb.
     """
     a = check_alpha(alpha)
     return a / a.sum(dim=-1, keepdim=True)
@@ -379,7 +427,7 @@ def belief(alpha: torch.Tensor) -> torch.Tensor:
     r"""Subjective-Logic belief masses :math:`b_k = (\alpha_k - 1)/S = e_k / S`.
 
     Assumes ``alpha = evidence + 1`` (as in evidential deep learning and in the group's public code,
-    METHODS §2.5 [CODE]), so that ``sum_k b_k + vacuity = 1``.
+    [CODE]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb), so that ``sum_k b_k + vacuity = 1``.
 
     Parameters
     ----------
@@ -394,7 +442,7 @@ def belief(alpha: torch.Tensor) -> torch.Tensor:
 
     References
     ----------
-    Josang (2016), §3.5; Sensoy et al. (2018), Eq. 1. METHODS §2.5 [STD].
+    Josang (2016), §3.5; Sensoy et al. (2018), Eq. 1. [STD]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb.
     """
     a = _check_edl_alpha(alpha)
     return (a - 1) / a.sum(dim=-1, keepdim=True)
@@ -416,7 +464,14 @@ def vacuity(alpha: torch.Tensor) -> torch.Tensor:
 
     References
     ----------
-    Josang (2016); Sensoy et al. (2018), Eq. 1; Zhao et al. (2020). METHODS §2.5 [STD].
+    Josang (2016); Sensoy et al. (2018), Eq. 1; Zhao et al. (2020). [STD]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> alpha = torch.tensor([[1.0, 1.0, 1.0], [10.0, 1.0, 1.0]])  # no evidence; evidence for class 0
+    >>> [round(u, 3) for u in ualib.vacuity(alpha).tolist()]
+    [1.0, 0.25]
     """
     a = check_alpha(alpha)
     return a.shape[-1] / a.sum(dim=-1)
@@ -429,7 +484,7 @@ def dissonance_weights(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tenso
         \omega_k = b_k\,\frac{\sum_{j\ne k} b_j\,\mathrm{Bal}(b_j,b_k)}{\sum_{j\ne k} b_j + \epsilon}
 
     with the conventions of :func:`dissonance` (which sums these terms). The UAM chapter uses them
-    as the weights of its dissonance activation map (METHODS §5.4 [INF]).
+    as the weights of its dissonance activation map ([INF]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb).
 
     Parameters
     ----------
@@ -471,7 +526,7 @@ def dissonance(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
         \mathrm{Bal}(b_j, b_k) = 1 - \frac{|b_j - b_k|}{b_j + b_k + \epsilon},
 
     with beliefs ``b = belief(alpha) = (alpha - 1)/S``. The ``+eps`` in both denominators follows
-    the group's public code (METHODS §2.5 [CODE]); with ``eps=0`` the textbook definition is used
+    the group's public code ([CODE]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb); with ``eps=0`` the textbook definition is used
     exactly, ``Bal = 0`` when ``b_j + b_k = 0`` and a ratio ``0/0`` (no belief outside class ``k``)
     counts as 0. The two differ by ``O(eps / min positive belief)``. Computed with a vectorised
     ``[B, K, K]`` Bal matrix whose diagonal (``j = k``) is zero, so memory is ``O(B K^2)``.
@@ -493,6 +548,14 @@ def dissonance(alpha: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
 
     References
     ----------
-    Josang (2016), §4 (dissonance of an opinion); Zhao et al. (2020), Eq. 4. METHODS §2.5 [STD, CODE].
+    Josang (2016), §4 (dissonance of an opinion); Zhao et al. (2020), Eq. 4. [STD, CODE]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> alpha = torch.tensor([[21.0, 1.0, 1.0], [11.0, 11.0, 1.0]])  # one class; two classes in conflict
+    >>> d = ualib.dissonance(alpha)
+    >>> tuple(d.shape), bool(d[1] > d[0])
+    ((2,), True)
     """
     return dissonance_weights(alpha, eps=eps).sum(dim=-1)

@@ -4,8 +4,8 @@ Mulye & Valdenegro-Toro (2024) combine an uncertainty-estimation method (MC drop
 deep ensembles, Flipout) with an explanation method (guided backpropagation, integrated gradients,
 LIME): every posterior sample :math:`\\theta_m` gives its own explanation :math:`E^{(m)}(x)`, and the
 spread of this *explanation distribution* measures how confident we can be in the explanation (the
-*why*), as distinct from the prediction (the *what*). METHODS.md §4 specifies the pipeline; this
-module implements it:
+*why*), as distinct from the prediction (the *what*). The book states the pipeline (book: chapter 5, "Explanation uncertainty", section "The pipeline" — notebooks/05_explanation_uncertainty.ipynb);
+this module implements it:
 
 1. **Target** (:func:`target_classes`): one class per input, the arg-max of the mean prediction
    :math:`\\bar p(x)`, explained in every sample [INF: the paper's choice was not available; a fixed
@@ -177,7 +177,7 @@ def explanation_distribution(
 
     Map ``[m, b]`` explains the scalar :math:`F_m(x_b)` (the probability, or logit, of class
     ``classes[b]`` under posterior sample ``m`` alone; a regressor's output under sample ``m``) with
-    ``method``, computed with sample ``m`` in the forward and the backward pass (METHODS §4.2 step 2).
+    ``method``, computed with sample ``m`` in the forward and the backward pass (step 2 of the pipeline; book: chapter 5, "Explanation uncertainty", section "The pipeline" — notebooks/05_explanation_uncertainty.ipynb).
 
     Parameters
     ----------
@@ -229,6 +229,19 @@ def explanation_distribution(
     ----------
     M. Mulye, M. Valdenegro-Toro. Uncertainty quantification for gradient-based explanations in
     neural networks. arXiv:2403.17224, 2024.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=6)
+    >>> maps = ualib.explanation_distribution(post, torch.rand(2, 4), "gradient")
+    >>> tuple(maps.shape)  # [S, B, ...]: one explanation per posterior sample
+    (6, 2, 4)
+    >>> tuple(maps.std(0).shape)  # the spread of the explanation over the posterior
+    (2, 4)
     """
     _check_posterior(posterior)
     check_choice(method, "method", EXPLAINERS)
@@ -325,7 +338,7 @@ def explanation_statistics(maps: torch.Tensor, *, eps: float = 1e-8) -> dict[str
     r"""Per-pixel (per-feature) mean, standard deviation and coefficient of variation over samples.
 
     With :math:`A^{(m)}_i = \sum_c |E^{(m)}_{c,i}|` (images: absolute value summed over channels;
-    tables: absolute value) [INF: METHODS §4.2 step 4; a signed mean near 0 would make the CV explode],
+    tables: absolute value) [INF: step 4 of the pipeline, book: chapter 5, "Explanation uncertainty", section "The pipeline" — notebooks/05_explanation_uncertainty.ipynb; a signed mean near 0 would make the CV explode],
 
     .. math::
 
@@ -421,7 +434,7 @@ def stochastic_perturbation_curves(
     :func:`ualib.metrics.perturbation.perturbation_curve`, whose conventions apply (descending rank, ties by
     flat index, ``k(r) = round(r P)``). At every step each posterior sample ``m`` scores the perturbed
     input: the probability of the explained class (fixed before perturbing), or a regressor's output.
-    METHODS §4.2 step 5 is a reconstruction: the paper's "modification" could not be read.
+    Step 5 of the pipeline (book: chapter 5, "Explanation uncertainty", section "Modified insertion and deletion" — notebooks/05_explanation_uncertainty.ipynb) is a reconstruction: the paper's "modification" could not be read.
 
     Parameters
     ----------

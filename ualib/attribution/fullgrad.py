@@ -12,7 +12,7 @@ identity then gives the exact decomposition (completeness, Srinivas & Fleuret 20
 where the second sum runs over every layer with a bias. Two things are built on it:
 
 * :meth:`FullGrad.signed_map`: a **raw, signed, per-pixel** map ``[B, 1, H, W]`` whose sum is exactly
-  the explained output (METHODS §5.3). The input term is summed over channels; each convolutional
+  the explained output (book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb). The input term is summed over channels; each convolutional
   bias term is summed over channels and spread to the pixels by a *mass-preserving* bilinear
   operator; the bias terms without a spatial layout (fully connected and ``BatchNorm1d`` layers) are
   spread evenly over all pixels. This mapping of bias terms to pixels is our reconstruction [INF]:
@@ -329,6 +329,19 @@ class FullGrad:
     ----------
     S. Srinivas, F. Fleuret. Full-gradient representation for neural network visualization.
     NeurIPS 2019. Official code: idiap/fullgrad-saliency.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.FullGrad(net).signed_map(x, 1)  # explains the logit of class 1
+    >>> tuple(maps.shape)
+    (2, 1, 8, 8)
+    >>> torch.allclose(maps.sum((1, 2, 3)), net(x)[:, 1], atol=1e-5)  # complete
+    True
     """
 
     def __init__(
@@ -480,7 +493,7 @@ class FullGrad:
     def signed_map(
         self, x: torch.Tensor, class_index: int | torch.Tensor, *, batch_size: int | None = None
     ) -> torch.Tensor:
-        """Raw signed per-pixel attribution ``[B, 1, H, W]`` whose sum over pixels is ``f(x)`` (METHODS §5.3).
+        """Raw signed per-pixel attribution ``[B, 1, H, W]`` whose sum over pixels is ``f(x)`` (book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb).
 
         ``input term (channel-summed) + sum over conv / BatchNorm2d bias terms of their
         channel-summed values spread to the pixels by mass-preserving bilinear weights + the other
@@ -634,6 +647,17 @@ def fullgrad(
 
     A one-call shortcut for ``FullGrad(model, strict=strict).signed_map(x, class_index)``; see
     :meth:`FullGrad.signed_map`. References: Srinivas & Fleuret, NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.fullgrad(net, x, 1)
+    >>> tuple(maps.shape), torch.allclose(maps.sum((1, 2, 3)), net(x)[:, 1], atol=1e-5)
+    ((2, 1, 8, 8), True)
     """
     return FullGrad(model, strict=strict).signed_map(x, class_index, batch_size=batch_size)
 

@@ -71,7 +71,7 @@ def _cam(target: Target, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
 def grad_cam(target: Target, x: torch.Tensor, *, layer: nn.Module, batch_size: int | None = None) -> torch.Tensor:
     r"""Grad-CAM map of a scalar target at a convolutional layer, upsampled to the input size.
 
-    With :math:`A^k` the ``k``-th activation map of ``layer`` (METHODS §2.3),
+    With :math:`A^k` the ``k``-th activation map of ``layer`` (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb),
 
     .. math::
 
@@ -121,6 +121,17 @@ def grad_cam(target: Target, x: torch.Tensor, *, layer: nn.Module, batch_size: i
     ----------
     R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra. Grad-CAM: visual
     explanations from deep networks via gradient-based localization. ICCV 2017.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.grad_cam(ualib.class_logit(net, 0), x, layer=net[0])  # net[0] is the convolution
+    >>> tuple(maps.shape)
+    (2, 1, 8, 8)
     """
     check_target(target)
     x = check_input(x, ndim=(4,)).detach()

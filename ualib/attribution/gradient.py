@@ -10,7 +10,7 @@ __all__ = ["gradient"]
 
 
 def gradient(target: Target, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
-    r"""Raw gradient attribution :math:`\nabla_x F(x)` (METHODS §2.3).
+    r"""Raw gradient attribution :math:`\nabla_x F(x)` (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb).
 
     Signed and per input element: no absolute value, no maximum over channels, no normalisation
     (those belong to the plotting layer).
@@ -44,6 +44,17 @@ def gradient(target: Target, x: torch.Tensor, *, batch_size: int | None = None) 
     ----------
     K. Simonyan, A. Vedaldi, A. Zisserman. Deep inside convolutional networks: visualising image
     classification models and saliency maps. ICLR Workshop 2014.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=8)
+    >>> maps = ualib.gradient(ualib.uncertainty_target(post, "epistemic"), torch.rand(2, 4))
+    >>> tuple(maps.shape)
+    (2, 4)
     """
     check_target(target)
     x = check_input(x).detach()

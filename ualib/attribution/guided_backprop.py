@@ -75,7 +75,7 @@ def guided_relu(model: nn.Module) -> Iterator[list[int]]:
 def guided_backprop(
     target: Target, x: torch.Tensor, *, model: nn.Module, batch_size: int | None = None
 ) -> torch.Tensor:
-    r"""Raw guided-backpropagation attribution (METHODS §2.3).
+    r"""Raw guided-backpropagation attribution (book: chapter 5, "Explanation uncertainty", section "Explanation distributions" — notebooks/05_explanation_uncertainty.ipynb).
 
     The gradient :math:`\partial F / \partial x` computed with a modified backward pass through
     every ``nn.ReLU`` module of ``model``: with :math:`f^{(l)}` the ReLU's forward input and
@@ -116,6 +116,17 @@ def guided_backprop(
     ----------
     J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller. Striving for simplicity: the all
     convolutional net. ICLR Workshop 2015.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.guided_backprop(ualib.class_logit(net, 0), x, model=net)
+    >>> tuple(maps.shape)
+    (2, 1, 8, 8)
     """
     check_target(target)
     x = check_input(x).detach()

@@ -55,7 +55,7 @@ def integrated_gradients(
     batch_size: int | None = None,
     return_convergence: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    r"""Raw integrated gradients with the right Riemann sum of METHODS §2.3.
+    r"""Raw integrated gradients with the right Riemann sum (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb).
 
     .. math::
 
@@ -104,6 +104,17 @@ def integrated_gradients(
     References
     ----------
     M. Sundararajan, A. Taly, Q. Yan. Axiomatic attribution for deep networks. ICML 2017.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.integrated_gradients(ualib.class_logit(net, 0), x, baseline="black", steps=16)
+    >>> tuple(maps.shape)
+    (2, 1, 8, 8)
     """
     check_target(target)
     x = check_input(x).detach()

@@ -31,7 +31,7 @@ What this module adds to ``lime.lime_image.LimeImageExplainer``
   side; on 8x8 or 28x28 digits in ``[0, 1]`` it returns one or a handful of degenerate segments. The
   default here is a regular grid of square cells (2x2 pixels for images up to 16 pixels per side,
   4x4 above: 16 superpixels on 8x8 digits, 49 on 28x28, 64 on 32x32 CIFAR-10), which is also what
-  METHODS.md §9 proposes for small images. ``segmentation="quickshift"`` gives LIME's default, and a
+  the book uses for small images (book: chapter 5, "Explanation uncertainty", section "Explanation distributions" — notebooks/05_explanation_uncertainty.ipynb). ``segmentation="quickshift"`` gives LIME's default, and a
   callable gives anything else.
 
 Determinism: the on/off matrix comes from ``numpy.random.RandomState(seed)``, created afresh for every
@@ -139,7 +139,7 @@ def lime(
     seed: int = 0,
     batch_size: int | None = 100,
 ) -> torch.Tensor:
-    r"""Raw LIME superpixel weights, broadcast to a pixel map shaped like the input (METHODS §2.3).
+    r"""Raw LIME superpixel weights, broadcast to a pixel map shaped like the input (book: chapter 5, "Explanation uncertainty", section "Explanation distributions" — notebooks/05_explanation_uncertainty.ipynb).
 
     Parameters
     ----------
@@ -188,6 +188,17 @@ def lime(
     ----------
     M. T. Ribeiro, S. Singh, C. Guestrin. "Why should I trust you?": explaining the predictions of any
     classifier. KDD 2016.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.lime(ualib.class_logit(net, 0), x, num_samples=50, cell_size=4, seed=0)
+    >>> tuple(maps.shape)  # one weight per 4 x 4 superpixel, broadcast to its pixels
+    (2, 1, 8, 8)
     """
     check_target(target)
     x = check_input(x, ndim=(4,)).detach()

@@ -88,6 +88,13 @@ class MethodSpec:
         per posterior sample.
     label
         Display name of the chapters' tables and figures.
+
+    Examples
+    --------
+    >>> from ualib.attribution.registry import REGISTRY, MethodSpec
+    >>> spec = REGISTRY["gradient"]
+    >>> isinstance(spec, MethodSpec), spec.explains, spec.needs
+    (True, 'target', ())
     """
 
     name: str
@@ -143,13 +150,30 @@ REGISTRY: dict[str, MethodSpec] = _entries()
 
 
 def get(name: str) -> MethodSpec:
-    """The entry ``name`` of :data:`REGISTRY` (a ``ValueError`` naming the choices otherwise)."""
+    """The entry ``name`` of :data:`REGISTRY` (a ``ValueError`` naming the choices otherwise).
+
+    Examples
+    --------
+    >>> from ualib.attribution.registry import get
+    >>> spec = get("integrated_gradients")
+    >>> spec.explains, spec.complete
+    ('target', 'difference')
+    """
     check_choice(name, "method", tuple(REGISTRY))
     return REGISTRY[name]
 
 
 def names(*, explains: str | None = None, distribution: bool | None = None, kind: str | None = None) -> tuple[str, ...]:
-    """Registry names, in registry order, filtered by what they explain, by per-sample support and by kind."""
+    """Registry names, in registry order, filtered by what they explain, by per-sample support and by kind.
+
+    Examples
+    --------
+    >>> from ualib.attribution.registry import names
+    >>> names(explains="posterior")
+    ('ua_backprop',)
+    >>> "gradient" in names(kind="epistemic")
+    True
+    """
     return tuple(
         n
         for n, s in REGISTRY.items()

@@ -28,7 +28,7 @@ def smoothgrad(
     noise: torch.Tensor | None = None,
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    r"""Raw SmoothGrad attribution :math:`\frac1n\sum_{j=1}^n \nabla_x F(x + \epsilon_j)` (METHODS §2.3).
+    r"""Raw SmoothGrad attribution :math:`\frac1n\sum_{j=1}^n \nabla_x F(x + \epsilon_j)` (book: chapter 8, "Which map should I trust?", section "Every method, every map" — notebooks/08_method_comparison.ipynb).
 
     The noise is :math:`\epsilon_j = \sigma\,(\max x_b - \min x_b)\, z_j` with
     :math:`z_j \sim \mathcal N(0, I)`, the range taken over each input's own entries. The draws
@@ -75,6 +75,17 @@ def smoothgrad(
     ----------
     D. Smilkov, N. Thorat, B. Kim, F. Viégas, M. Wattenberg. SmoothGrad: removing noise by adding
     noise. ICML Workshop on Visualization for Deep Learning, 2017 (arXiv:1706.03825).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> maps = ualib.smoothgrad(ualib.class_logit(net, 0), x, n_samples=8, sigma=0.15, seed=0)
+    >>> tuple(maps.shape)
+    (2, 1, 8, 8)
     """
     check_target(target)
     x = check_input(x).detach()

@@ -4,8 +4,8 @@
 attribution that "backpropagates the uncertainty score to the pixel-wise attributions, crossing the
 softmax probabilities, the logits, and the Bayesian neural network", "within a single backward pass",
 and "fully explained to satisfy the completeness property". Their exact per-stage propagation rules
-could not be read when this compendium was written; the rules below are the design of
-``METHODS.md`` §3.2 [INF], built to meet those verified requirements with gradients only:
+could not be read when this compendium was written; the rules below are the design stated in the
+book [INF] (book: chapter 2, "UA-Backprop", section "The method in three stages" — notebooks/02_ua_backprop.ipynb), built to meet those verified requirements with gradients only:
 
 Stage 1, uncertainty -> probabilities
     the exact additive decomposition :math:`U = \\sum_{m,k} R_{mk}` of :func:`ualib.uncertainty.decompose`
@@ -16,7 +16,7 @@ Stage 2, probabilities -> logits
     :math:`J_{kj} = p_k(\\delta_{kj} - p_j)`. Shares sum to one, so completeness is kept. For a one-hot
     :math:`p_{m\\cdot}` the Jacobian vanishes; we then use its limit along the uniform direction (half to
     logit k, the other half split evenly among the others).
-Stage 3, logits -> pixels (option (b) of §3.2: normalised gradient x input)
+Stage 3, logits -> pixels (option (b) of the design: normalised gradient x input)
     ``variant="exact"``: :math:`A = \\sum_{m,j} R^z_{mj}\\,S_{mj}(x)`,
     :math:`S_{mj} = |x \\odot \\nabla_x z_{mj}| / \\sum |x \\odot \\nabla_x z_{mj}|` (K backward passes).
     ``variant="fast"`` (default): one vector-Jacobian product per posterior sample, vectorised over
@@ -119,6 +119,19 @@ def ua_backprop(
     torch.Tensor
         Raw signed attributions ``A`` shaped like ``x`` with ``A[b].sum() == U[b]`` (completeness).
         Epistemic relevances of single (sample, class) pairs can be negative, so ``A`` can be too.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=8)
+    >>> maps, u = ualib.ua_backprop(post, torch.rand(2, 4), kind="epistemic", return_uncertainty=True)
+    >>> tuple(maps.shape)  # shaped like x
+    (2, 4)
+    >>> torch.allclose(maps.sum(1), u, atol=1e-5)  # complete: the map sums to the uncertainty
+    True
     """
     if not isinstance(posterior, Posterior):
         raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")

@@ -4,7 +4,7 @@ Jeong et al. (2026) combine evidential deep learning (EDL) with FullGrad: the cl
 network is decomposed over the pixels, and the class maps are weighted by Subjective-Logic beliefs to
 give a **vacuity activation map** (VAM, missing evidence) and a **dissonance activation map** (DAM,
 conflicting evidence). The paper's exact formulas could not be read; everything here follows the
-reconstruction of ``METHODS.md`` §5.4 **[INF]**:
+reconstruction stated in the book **[INF]** (book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb):
 
 * class maps: FullGrad of each logit ``z_k``, signed and complete (``A^s_k``, sums to ``z_k``) and
   as a display map ``Â_k`` in ``[0, 1]`` (the official FullGrad saliency divided by its maximum);
@@ -16,7 +16,7 @@ reconstruction of ``METHODS.md`` §5.4 **[INF]**:
   ``Σ_k (∂u/∂z_k) A^s_k``, with ``∂u/∂z_k = -K g'(z_k) / S²`` (``-K/S² 1[z_k > 0]`` for ReLU
   evidence), whose pixel sum is ``Σ_k (∂u/∂z_k) z_k``.
 
-Baselines (METHODS §5.5 [INF]) are the input gradients of vacuity and dissonance through the
+Baselines ([INF]; book: chapter 4, "Uncertainty Activation Maps", section "Deletion test" — notebooks/04_uam.ipynb) are the input gradients of vacuity and dissonance through the
 attribution core (:func:`uncertainty_gradients`), and the deletion test (:func:`deletion_table`) runs
 on :func:`ualib.metrics.perturbation.perturbation_curve`.
 
@@ -66,7 +66,7 @@ __all__ = [
 #: the attribution methods of :func:`uncertainty_gradients`: the target methods of the registry that need nothing else
 _BASELINE_METHODS = ("gradient", "input_x_gradient", "smoothgrad", "integrated_gradients")
 
-#: the two VAM variants of METHODS §5.4: (A) missing evidence, (B) first-order gradient
+#: the two VAM variants (book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb): (A) missing evidence, (B) first-order gradient
 VAM_OPTIONS = ("missing", "gradient")
 
 
@@ -139,7 +139,7 @@ def uam(
     fullgrad: FullGrad | None = None,
     batch_size: int | None = None,
 ) -> UAMResult:
-    """Vacuity and dissonance activation maps of an evidential network (METHODS §5.4, [INF]).
+    """Vacuity and dissonance activation maps of an evidential network ([INF]; book: chapter 4, "Uncertainty Activation Maps", section "The method" — notebooks/04_uam.ipynb).
 
     Parameters
     ----------
@@ -174,6 +174,19 @@ def uam(
     ----------
     Jeong et al. (2026), arXiv 2606.15767 (method description [READ]; formulas [INF]); Srinivas &
     Fleuret (2019); Sensoy et al. (2018).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    >>> post = ualib.Evidential(net)
+    >>> res = ualib.uam(post, torch.rand(2, 1, 8, 8))
+    >>> tuple(res.vam.shape), tuple(res.dam.shape)
+    ((2, 1, 8, 8), (2, 1, 8, 8))
+    >>> tuple(res.vacuity.shape), res.completeness_error < 1e-4
+    ((2,), True)
     """
     if not isinstance(posterior, Evidential):
         raise TypeError(f"posterior must be ualib.posteriors.Evidential, got {type(posterior).__name__}")

@@ -1,10 +1,10 @@
 """A planted-cause test set: in-distribution images with a foreign patch pasted in, and its mask.
 
-The experiment of METHODS §9 ("Paper 1"): paste a foreign stroke pattern (a notMNIST letter, an
+The experiment of the book's planted-cause test (book: chapter 2, "UA-Backprop", section "A planted cause" — notebooks/02_ua_backprop.ipynb): paste a foreign stroke pattern (a notMNIST letter, an
 inverted Omniglot character) onto correctly classified digits, so that the region responsible for
 any added uncertainty is known. An uncertainty attribution should then point at the patch, which the
 localization metrics of :mod:`ualib.metrics.localization` and the blurring test of
-:mod:`ualib.metrics.perturbation` measure. The ground-truth design is a spec choice [INF] (METHODS §9), not
+:mod:`ualib.metrics.perturbation` measure. The ground-truth design is a spec choice [INF] (book: chapter 2, "UA-Backprop", section "A planted cause" — notebooks/02_ua_backprop.ipynb), not
 a protocol read in a paper.
 
 Images follow the MNIST convention: ``[N, 1, H, W]`` in ``[0, 1]``, bright strokes on black. A patch

@@ -10,7 +10,7 @@ that, and nothing else:
   raised; the modules' train/eval flags are restored; ``requires_grad`` and the weights are never
   touched.
 * :class:`FeatureTransform` optionally centres, projects on the leading principal components and
-  standardises features, *fitted on the training features only* (METHODS §6.2 step 1).
+  standardises features, *fitted on the training features only* (book: chapter 7, "Justification", section "The frozen network and its features" — notebooks/07_justification.ipynb).
 * :class:`FrozenFeatures` bundles both for several layers.
 
 References

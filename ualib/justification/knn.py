@@ -3,7 +3,7 @@
 Virani, Iyer & Yang (2020) justify a classifier's decision by the *support* it finds in the training
 set, "e.g. k-nearest neighbors (k-NN) and lp-norm based", in the input and latent spaces of the
 network [READ, abstract]. The exact support functions of that paper were not available to us; this
-module implements the following reconstruction [INF, METHODS §6.2-6.3]:
+module implements the following reconstruction [INF; book: chapter 7, "Justification" — notebooks/07_justification.ipynb]:
 
 * In one feature space (one layer), the justification of a query ``h`` is its ``k`` nearest training
   examples (Euclidean distance) with their labels.
@@ -75,6 +75,17 @@ class KNNJustifier:
     dtype
         The dtype in which the training features are stored and distances are computed
         (``float32`` by default, what a practical deployment would keep).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> h, y = torch.rand(20, 3), torch.arange(20) % 2
+    >>> res = ualib.KNNJustifier(k=5).fit(h, y).query(h[:4])
+    >>> tuple(res.indices.shape), tuple(res.support.shape)
+    ((4, 5), (4, 2))
+    >>> torch.allclose(res.support.sum(1), torch.ones(4))
+    True
     """
 
     def __init__(self, k: int = 10, *, batch_size: int = 256, dtype: torch.dtype = torch.float32) -> None:

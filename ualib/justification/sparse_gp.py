@@ -2,7 +2,7 @@ r"""Sparse Gaussian processes on frozen features: example-based justification an
 
 Ardis & Flenner (2024) replace the memory- and compute-hungry kNN justification of Virani et al.
 (2020) by sparse Gaussian processes on the activations of a frozen network [READ, abstract]. Their
-full text was not available to us: **everything below is a reconstruction** [INF, METHODS §6.2].
+full text was not available to us: **everything below is a reconstruction** [INF; book: chapter 7, "Justification" — notebooks/07_justification.ipynb].
 
 One GP per layer, on features :math:`h = \phi_l(x) \in \mathbb R^d` (:mod:`ualib.justification.features`):
 
@@ -263,6 +263,19 @@ class SparseGP:
     z_, beta_ : Tensor ``[P, d]``, ``[P, K]``
     lengthscale_, outputscale_, noise_ : the hyperparameters.
     bound_ : the SGPR bound (or the SVGP ELBO per example) at the end of fitting.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> _ = torch.manual_seed(0)
+    >>> h, y = torch.rand(40, 3, dtype=torch.float64), torch.arange(40) % 2  # features of one layer, labels
+    >>> gp = ualib.SparseGP(num_inducing=8, iterations=5, seed=0).fit(h, y)
+    >>> pred = gp.predict(h[:4])
+    >>> tuple(pred.mean.shape), tuple(pred.variance.shape)
+    ((4, 2), (4,))
+    >>> just = gp.justify(h[:4], n=3)  # strongest supporting / opposing training examples
+    >>> tuple(just.support_index.shape), torch.allclose(just.total, pred.mean.gather(1, just.classes[:, None])[:, 0])
+    ((4, 3), True)
     """
 
     def __init__(

@@ -12,7 +12,7 @@ are independent Rademacher vectors drawn per example. Each example then sees the
 ``mu + (sigma * eps) * (r_n s_n^T)``, a valid sample of ``q`` whose perturbation is (pairwise)
 uncorrelated with those of the other examples.
 
-Defaults follow ``keras-uncertainty``'s ``FlipoutDense`` (``METHODS.md`` §2.1): a scale-mixture prior
+Defaults follow ``keras-uncertainty``'s ``FlipoutDense`` (book: chapter 5, "Explanation uncertainty", section "Four Bayesian classifiers" — notebooks/05_explanation_uncertainty.ipynb): a scale-mixture prior
 ``p(w) = pi N(0, sigma1^2) + (1 - pi) N(0, sigma2^2)`` with ``sigma1 = 1.5``, ``sigma2 = 0.1``,
 ``pi = 0.5``; ``rho`` initialised from ``N(-3, 0.1)``; a deterministic bias.
 

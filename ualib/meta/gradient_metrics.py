@@ -4,7 +4,7 @@ For an input :math:`x` with predicted class :math:`\hat\kappa = \arg\max_k \hat 
 label is unknown at test time, so the prediction serves as a pseudo-label), take the cross-entropy
 :math:`\mathcal L(x) = -\log \hat y_{\hat\kappa}(x)` and its gradient with respect to the weights
 of each layer :math:`\ell`, :math:`g_\ell = \mathrm{vec}(\nabla_{w_\ell}\mathcal L(x))\in\mathbb
-R^{n_\ell}`. Six statistics summarise each gradient (Oberdiek et al. 2018, METHODS §7.2):
+R^{n_\ell}`. Six statistics summarise each gradient (Oberdiek et al. 2018; book: chapter 6, "Gradient meta classification", section "Gradient metrics" — notebooks/06_gradient_meta_classification.ipynb):
 
 .. math::
 
@@ -330,13 +330,25 @@ def gradient_metrics(
     Notes
     -----
     Reconstruction [INF]: per-layer and whole-network aggregation, bias handling and the eval-mode
-    forward are spec choices (METHODS §7.2); the statistics and the pseudo-label follow the first
+    forward are spec choices (book: chapter 6, "Gradient meta classification", section "Gradient metrics" — notebooks/06_gradient_meta_classification.ipynb); the statistics and the pseudo-label follow the first
     author's public ``gradient_metrics`` library [CODE].
 
     References
     ----------
     P. Oberdiek, M. Rottmann, H. Gottschalk. Classification uncertainty of deep neural networks
     based on gradient information. ANNPR 2018. arXiv:1805.08440.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> metrics = ualib.gradient_metrics(net, torch.rand(5, 4), statistics=("l2", "max"))
+    >>> sorted(metrics)
+    ['0.weight/l2', '0.weight/max', '2.weight/l2', '2.weight/max', 'network/l2', 'network/max']
+    >>> tuple(metrics["network/l2"].shape)  # one value per input
+    (5,)
     """
     groups, statistics = _check_arguments(
         model, x, labels, include_bias, parameters, per_layer, whole_network, statistics, method, chunk_size
@@ -684,7 +696,7 @@ def softmax_metrics(logits: torch.Tensor, *, normalize: bool = False) -> dict[st
     References
     ----------
     D. Hendrycks, K. Gimpel. A baseline for detecting misclassified and out-of-distribution examples
-    in neural networks. ICLR 2017. METHODS §7.2.
+    in neural networks. ICLR 2017. book: chapter 6, "Gradient meta classification", section "Gradient metrics" — notebooks/06_gradient_meta_classification.ipynb.
     """
     check_tensor(logits, "logits", ndim=2)
     if logits.shape[-1] < 2:

@@ -4,7 +4,7 @@ A *meta classifier* sees, for each input, a vector of uncertainty metrics (softm
 metrics, ...; :mod:`ualib.meta.gradient_metrics`) and predicts the binary target :math:`t(x)=1` if the
 network's prediction is correct and 0 otherwise; out-of-distribution (OOD) inputs always have
 :math:`t=0`. It is judged by its *meta classification accuracy* (threshold 0.5) and its AUROC on a
-held-out meta-test split (METHODS §2.6, §7.2).
+held-out meta-test split (book: chapter 6, "Gradient meta classification", section "Meta classification" — notebooks/06_gradient_meta_classification.ipynb).
 
 Meta classifiers (scikit-learn):
 
@@ -21,7 +21,7 @@ Meta classifiers (scikit-learn):
   accuracy-maximising threshold are chosen on the meta-training split, the AUROC is that of the
   raw metric. This is the "entropy thresholding" baseline of the paper.
 
-Evaluation protocol [INF where METHODS §7.2 marks it so]: ``n_splits`` random stratified
+Evaluation protocol [INF where the book marks it so; book: chapter 6, "Gradient meta classification", section "Meta classification" — notebooks/06_gradient_meta_classification.ipynb]: ``n_splits`` random stratified
 meta-train / meta-test splits (``test_size`` of the inputs in meta-test), reporting the mean and the
 standard deviation over the splits. For OOD inputs, two regimes:
 

@@ -5,9 +5,9 @@ probability, an uncertainty). A perturbation curve tests the claim: rank the pix
 attribution, perturb the top-ranked fraction ``r`` of them for a grid of fractions, and record the
 target after each perturbation. One generic routine, :func:`perturbation_curve`, serves
 
-* **deletion** and **insertion** (Petsiuk et al. 2018, RISE; METHODS §2.4), also with an uncertainty
+* **deletion** and **insertion** (Petsiuk et al. 2018, RISE; book: chapter 5, "Explanation uncertainty", section "Modified insertion and deletion" — notebooks/05_explanation_uncertainty.ipynb), also with an uncertainty
   as the score (the "uncertainty counterparts" of papers 2 and 3);
-* the **blurring test** of UA-Backprop (Wang et al. 2023; METHODS §3.5), :func:`blurring_test`, and
+* the **blurring test** of UA-Backprop (Wang et al. 2023; book: chapter 2, "UA-Backprop", section "The blurring test" — notebooks/02_ua_backprop.ipynb), :func:`blurring_test`, and
   its sanity check :func:`accuracy_after_blurring`.
 
 Conventions shared by every function here
@@ -30,7 +30,7 @@ References
    Models." BMVC 2018. (Deletion and insertion metrics.)
 .. [2] H. Wang, D. Joshi, S. Wang, Q. Ji. "Gradient-based Uncertainty Attribution for Explainable
    Bayesian Deep Learning." CVPR 2023. (Blurring test, URR / MURR / AUC-URR: the metric names are as
-   recalled for this paper; their definitions here are a reconstruction [INF], METHODS §3.5.)
+   recalled for this paper; their definitions here are a reconstruction [INF]; book: chapter 2, "UA-Backprop", section "The blurring test" — notebooks/02_ua_backprop.ipynb.)
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def perturbation_curve(
       ``r = 0`` is the baseline image, ``r = 1`` is ``x``. Higher AUC is better for a class
       probability.
     * ``"blur"``: they are replaced by a Gaussian-blurred copy of ``x`` (``sigma = blur_sigma``); the
-      perturbation of the blurring test (METHODS §3.5). Equivalent to ``"delete"`` with
+      perturbation of the blurring test (book: chapter 2, "UA-Backprop", section "The blurring test" — notebooks/02_ua_backprop.ipynb). Equivalent to ``"delete"`` with
       ``baseline="blur"``.
 
     All ``B * T`` perturbed inputs are built and scored in micro-batches of at most ``batch_size``
@@ -373,7 +373,7 @@ def blurring_test(
 
     **Reconstruction.** The metric names (URR, MURR, AUC-URR) are as recalled for Wang et al. (CVPR
     2023); the paper's definitions could not be read, so the definitions below are a reconstruction
-    [INF] (METHODS §3.5), not the paper's verified protocol. Do not compare the numbers with the
+    [INF] (book: chapter 2, "UA-Backprop", section "The blurring test" — notebooks/02_ua_backprop.ipynb), not the paper's verified protocol. Do not compare the numbers with the
     paper's table.
 
     The top-``r`` pixels of the attribution ranking are replaced by a Gaussian-blurred copy of the
@@ -482,7 +482,7 @@ def accuracy_after_blurring(
     blur_sigma: float = 2.0,
     batch_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Accuracy on the blurred inputs of the blurring test: its sanity check [INF] (METHODS §3.5).
+    """Accuracy on the blurred inputs of the blurring test: its sanity check [INF] (book: chapter 2, "UA-Backprop", section "The blurring test" — notebooks/02_ua_backprop.ipynb).
 
     An attribution could "reduce uncertainty" only by destroying the image; the accuracy after
     blurring the same top-``r`` pixels (as in :func:`blurring_test`) shows whether the prediction

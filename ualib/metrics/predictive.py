@@ -308,7 +308,7 @@ def auroc(score_in: ArrayLike, score_out: ArrayLike) -> float:
 
     References
     ----------
-    Hendrycks & Gimpel (2017); Mann & Whitney (1947). METHODS §2.6 [STD].
+    Hendrycks & Gimpel (2017); Mann & Whitney (1947). [STD]; book: chapter 1, "Uncertainty basics", section "Out-of-distribution detection" — notebooks/01_uncertainty_basics.ipynb.
     """
     s_in, s_out = _scores(score_in, score_out)
     ranks = _average_ranks(np.concatenate([s_in, s_out]))
@@ -336,7 +336,7 @@ def aupr_in(score_in: ArrayLike, score_out: ArrayLike) -> float:
 
     References
     ----------
-    Hendrycks & Gimpel (2017). METHODS §2.6 [STD].
+    Hendrycks & Gimpel (2017). [STD]; book: chapter 1, "Uncertainty basics", section "Out-of-distribution detection" — notebooks/01_uncertainty_basics.ipynb.
     """
     s_in, s_out = _scores(score_in, score_out)
     return _average_precision(-s_in, -s_out)
@@ -359,7 +359,7 @@ def aupr_out(score_in: ArrayLike, score_out: ArrayLike) -> float:
 
     References
     ----------
-    Hendrycks & Gimpel (2017). METHODS §2.6 [STD].
+    Hendrycks & Gimpel (2017). [STD]; book: chapter 1, "Uncertainty basics", section "Out-of-distribution detection" — notebooks/01_uncertainty_basics.ipynb.
     """
     s_in, s_out = _scores(score_in, score_out)
     return _average_precision(s_out, s_in)
@@ -392,7 +392,7 @@ def fpr_at_tpr(score_in: ArrayLike, score_out: ArrayLike, tpr: float = 0.95) -> 
 
     References
     ----------
-    Hendrycks & Gimpel (2017) ("FPR at 95 % TPR"). METHODS §2.6 [STD].
+    Hendrycks & Gimpel (2017) ("FPR at 95 % TPR"). [STD]; book: chapter 1, "Uncertainty basics", section "Out-of-distribution detection" — notebooks/01_uncertainty_basics.ipynb.
     """
     if isinstance(tpr, bool) or not isinstance(tpr, (int, float)) or not (0 < tpr <= 1):
         raise ValueError(f"tpr must be a float in (0, 1], got {tpr!r}")
@@ -420,7 +420,7 @@ def ood_metrics(score_in: ArrayLike, score_out: ArrayLike, tpr: float = 0.95) ->
 
     References
     ----------
-    Hendrycks & Gimpel (2017). METHODS §2.6 [STD].
+    Hendrycks & Gimpel (2017). [STD]; book: chapter 1, "Uncertainty basics", section "Out-of-distribution detection" — notebooks/01_uncertainty_basics.ipynb.
     """
     s_in, s_out = _scores(score_in, score_out)
     return {

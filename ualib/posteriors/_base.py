@@ -60,6 +60,18 @@ class Posterior(abc.ABC):
         ``"regression"`` (one real output, ``[S, B, 1]``, trained with the mean squared error, i.e.
         the negative log-likelihood of a Gaussian with fixed unit variance up to a factor and a
         constant). Only the training loss depends on it.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=5)  # every posterior shares this interface
+    >>> isinstance(post, ualib.Posterior)
+    True
+    >>> tuple(post.logits(torch.rand(2, 4)).shape)  # [S, B, K]
+    (5, 2, 3)
     """
 
     #: short name used in tables and cache keys

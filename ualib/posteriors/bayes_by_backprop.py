@@ -33,6 +33,17 @@ class BayesByBackprop(Posterior):
     ICML 2015.
     Y. Wen, P. Vicol, J. Ba, D. Tran, R. Grosse. Flipout: efficient pseudo-independent weight
     perturbations on mini-batches. ICLR 2018.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> from ualib.layers import FlipoutLinear
+    >>> net = nn.Sequential(FlipoutLinear(4, 8), nn.ReLU(), FlipoutLinear(8, 3))
+    >>> post = ualib.BayesByBackprop(net, num_samples=10)
+    >>> tuple(post.probs(torch.rand(2, 4)).shape)
+    (10, 2, 3)
     """
 
     name = "flipout"

@@ -45,6 +45,16 @@ class DropConnect(Posterior):
     modeling uncertainty of Bayesian deep networks. Scientific Reports 11, 5458 (2021).
     L. Wan, M. Zeiler, S. Zhang, Y. LeCun, R. Fergus. Regularization of neural networks using
     DropConnect. ICML 2013.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> post = ualib.DropConnect(net, p=0.2, num_samples=10)
+    >>> tuple(post.probs(torch.rand(2, 4)).shape)
+    (10, 2, 3)
     """
 
     name = "dropconnect"

@@ -41,6 +41,16 @@ class DeepEnsemble(Posterior):
     ----------
     B. Lakshminarayanan, A. Pritzel, C. Blundell. Simple and scalable predictive uncertainty
     estimation using deep ensembles. NeurIPS 2017.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> make = lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> post = ualib.DeepEnsemble(make, num_members=3, seed=0)
+    >>> tuple(post.logits(torch.rand(2, 4)).shape)  # one sample per member
+    (3, 2, 3)
     """
 
     name = "ensemble"

@@ -34,6 +34,19 @@ class Evidential(Posterior):
     ----------
     M. Sensoy, L. Kaplan, M. Kandemir. Evidential deep learning to quantify classification
     uncertainty. NeurIPS 2018.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> post = ualib.Evidential(net, evidence="relu")
+    >>> alpha = post.alpha(torch.rand(2, 4))  # Dirichlet parameters, evidence + 1
+    >>> tuple(alpha.shape), bool((alpha >= 1).all())
+    ((2, 3), True)
+    >>> tuple(ualib.vacuity(alpha).shape)
+    (2,)
     """
 
     name = "edl"

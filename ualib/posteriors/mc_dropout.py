@@ -53,6 +53,18 @@ class MCDropout(Posterior):
     ----------
     Y. Gal and Z. Ghahramani. Dropout as a Bayesian approximation: representing model uncertainty in
     deep learning. ICML 2016.
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    >>> post = ualib.MCDropout(net, num_samples=10, seed=0)
+    >>> x = torch.rand(2, 4)
+    >>> probs = post.probs(x)  # one fixed dropout mask per sample
+    >>> tuple(probs.shape), torch.equal(probs, post.probs(x))
+    ((10, 2, 3), True)
     """
 
     name = "mc_dropout"
