@@ -170,7 +170,7 @@ def names(*, explains: str | None = None, distribution: bool | None = None, kind
     --------
     >>> from ualib.attribution.registry import names
     >>> names(explains="posterior")
-    ('ua_backprop',)
+    ('ua_backprop', 'cov_gi', 'cov_ig')
     >>> "gradient" in names(kind="epistemic")
     True
     """
