@@ -20,6 +20,7 @@ and saves a screenshot of the first screen (1280 x 900) of every page under ``bo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html.parser
 import http.server
@@ -29,11 +30,22 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-__all__ = ["CHROMIUM_ARGS", "PageReport", "BookReport", "find_chromium", "book_pages", "check_book"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "PageReport",
+    "BookReport",
+    "find_chromium",
+    "chromium_executable",
+    "offline_browser",
+    "book_pages",
+    "check_book",
+]
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -180,6 +192,60 @@ def _resolve(html_dir: Path, url: str, base: str) -> tuple[Path | None, str]:
     return target, unquote(u.fragment)
 
 
+def chromium_executable(chromium: str | None = None) -> str:
+    """``chromium``, or :func:`find_chromium`'s; a ``FileNotFoundError`` that says how to install it otherwise."""
+    exe = chromium or find_chromium()
+    if exe is None:
+        raise FileNotFoundError("no Chromium: install Debian's (apt-get install -y chromium) or set UALIB_CHROMIUM")
+    return exe
+
+
+@contextlib.contextmanager
+def offline_browser(
+    html_dir: Path, executable: str, *, viewport: dict | None = None, refused: list[str] | None = None
+) -> Iterator[tuple[Any, str]]:
+    """Serve ``html_dir`` on a free local port and open a headless Chromium that reaches nothing else.
+
+    Yields the Playwright browser context and the base URL of the served folder. Every request to
+    another host (http, https, ws, wss) is aborted and, when ``refused`` is a list, appended to it; the
+    browser profile is a fresh temporary folder and service workers are blocked. The server and the
+    browser are closed on exit. The browser check (:func:`check_book`) and the PDF printer
+    (:mod:`compendium.pdf`) share it.
+    """
+    from playwright.sync_api import sync_playwright
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(html_dir))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    options = {} if viewport is None else {"viewport": viewport}
+    try:
+        with tempfile.TemporaryDirectory(prefix="ualib-chromium-") as profile, sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS, service_workers="block",
+                **options,
+            )  # fmt: skip
+            try:
+
+                def route(r):
+                    u = urlsplit(r.request.url)
+                    if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in _LOCAL_HOSTS:
+                        if refused is not None:
+                            refused.append(r.request.url)
+                        r.abort()
+                    else:
+                        r.continue_()
+
+                context.route("**/*", route)
+                yield context, base
+            finally:
+                context.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def check_book(
     html_dir: str | os.PathLike,
     screenshot_dir: str | os.PathLike | None = None,
@@ -214,76 +280,37 @@ def check_book(
     FileNotFoundError
         When ``html_dir`` has no ``index.html`` or no Chromium is found.
     """
-    from playwright.sync_api import sync_playwright
-
     html = Path(html_dir).resolve()
     if not (html / "index.html").is_file():
         raise FileNotFoundError(f"{html} is not an HTML build: it has no index.html")
-    exe = chromium or find_chromium()
-    if exe is None:
-        raise FileNotFoundError("no Chromium: install Debian's (apt-get install -y chromium) or set UALIB_CHROMIUM")
+    exe = chromium_executable(chromium)
     shots = Path(screenshot_dir).resolve() if screenshot_dir is not None else None
     if shots is not None:
         shots.mkdir(parents=True, exist_ok=True)
     _parse.cache_clear()
 
     t0 = time.perf_counter()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(html)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
     external: list[str] = []
     reports: list[PageReport] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="ualib-chromium-") as profile, sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=exe,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport=_VIEWPORT,
-                service_workers="block",
-            )
-            try:
-
-                def route(r):
-                    u = urlsplit(r.request.url)
-                    if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in _LOCAL_HOSTS:
-                        external.append(r.request.url)
-                        r.abort()
-                    else:
-                        r.continue_()
-
-                context.route("**/*", route)
-                page = context.new_page()
-                current: list[str] = []
-                page.on("pageerror", lambda e: current.append(f"JavaScript error: {e}"))
-                page.on(
-                    "console",
-                    lambda m: current.append(f"console error: {m.text}") if m.type == "error" else None,
-                )
-                page.on(
-                    "requestfailed",
-                    lambda r: (
-                        current.append(f"request failed: {r.url} ({r.failure})")
-                        if urlsplit(r.url).hostname in _LOCAL_HOSTS
-                        else None
-                    ),
-                )
-                page.on(
-                    "response",
-                    lambda r: current.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
-                )
-                for name in book_pages(html):
-                    reports.append(_check_page(page, html, base, name, current, shots, timeout_s))
-                    if progress:
-                        rep = reports[-1]
-                        print(f"  {name}: {'ok' if not rep.problems else f'{len(rep.problems)} problems'}", flush=True)
-            finally:
-                context.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with offline_browser(html, exe, viewport=_VIEWPORT, refused=external) as (context, base):
+        page = context.new_page()
+        current: list[str] = []
+        page.on("pageerror", lambda e: current.append(f"JavaScript error: {e}"))
+        page.on("console", lambda m: current.append(f"console error: {m.text}") if m.type == "error" else None)
+        page.on(
+            "requestfailed",
+            lambda r: (
+                current.append(f"request failed: {r.url} ({r.failure})")
+                if urlsplit(r.url).hostname in _LOCAL_HOSTS
+                else None
+            ),
+        )
+        page.on("response", lambda r: current.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+        for name in book_pages(html):
+            reports.append(_check_page(page, html, base, name, current, shots, timeout_s))
+            if progress:
+                rep = reports[-1]
+                print(f"  {name}: {'ok' if not rep.problems else f'{len(rep.problems)} problems'}", flush=True)
     return BookReport(html, reports, external, shots, time.perf_counter() - t0)
 
 

@@ -17,23 +17,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import io
 import os
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from compendium.browser import CHROMIUM_ARGS, find_chromium
+from compendium.browser import chromium_executable, offline_browser
 
 __all__ = ["PdfReport", "toc_pages", "build_pdf", "main"]
 
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 # run in each page before printing: eager images, MathJax finished, then what was typeset
 _READY = """
@@ -99,11 +93,6 @@ def toc_pages(root: str | os.PathLike) -> list[str]:
     return [f"{Path(f).with_suffix('').as_posix()}.html" for f in out]
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-
 def build_pdf(
     html_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -141,7 +130,6 @@ def build_pdf(
     RuntimeError
         When an image of a page did not load or MathJax left maths untypeset.
     """
-    from playwright.sync_api import sync_playwright
     from pypdf import PdfReader, PdfWriter
 
     from ualib._paths import repo_root
@@ -152,69 +140,45 @@ def build_pdf(
     missing = [n for n in names if not (html / n).is_file()]
     if missing:
         raise FileNotFoundError(f"pages of _toc.yml missing from {html} (build the HTML first): {missing}")
-    exe = chromium or find_chromium()
-    if exe is None:
-        raise FileNotFoundError("no Chromium: install Debian's (apt-get install -y chromium) or set UALIB_CHROMIUM")
+    exe = chromium_executable(chromium)
     dst = Path(out)
     dst.parent.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(html)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
     writer = PdfWriter()
     report = PdfReport(dst)
-    try:
-        with tempfile.TemporaryDirectory(prefix="ualib-chromium-") as profile, sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                profile, executable_path=exe, headless=True, args=CHROMIUM_ARGS, service_workers="block"
+    with offline_browser(html, exe) as (context, base):
+        page = context.new_page()
+        for name in names:
+            page.goto(base + name, wait_until="load", timeout=timeout_s * 1000)
+            info = page.evaluate(_READY)
+            if info["brokenImages"]:
+                raise RuntimeError(f"{name}: images did not load: {info['brokenImages']}")
+            if info["untypeset"]:
+                raise RuntimeError(f"{name}: MathJax left {info['untypeset']} maths elements untypeset")
+            data = page.pdf(
+                format="A4",
+                print_background=True,
+                margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"},
             )
-            try:
-
-                def route(req):
-                    u = urlsplit(req.request.url)
-                    if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in _LOCAL_HOSTS:
-                        req.abort()
-                    else:
-                        req.continue_()
-
-                context.route("**/*", route)
-                page = context.new_page()
-                for name in names:
-                    page.goto(base + name, wait_until="load", timeout=timeout_s * 1000)
-                    info = page.evaluate(_READY)
-                    if info["brokenImages"]:
-                        raise RuntimeError(f"{name}: images did not load: {info['brokenImages']}")
-                    if info["untypeset"]:
-                        raise RuntimeError(f"{name}: MathJax left {info['untypeset']} maths elements untypeset")
-                    data = page.pdf(
-                        format="A4",
-                        print_background=True,
-                        margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"},
-                    )
-                    reader = PdfReader(io.BytesIO(data))
-                    first = len(writer.pages)
-                    for p in reader.pages:
-                        writer.add_page(p)
-                    title = " ".join(info["title"].replace("#", "").split())
-                    writer.add_outline_item(title or name, first)
-                    report.pages.append(
-                        {
-                            "page": name,
-                            "title": title,
-                            "first_pdf_page": first,
-                            "pdf_pages": len(reader.pages),
-                            "images": info["images"],
-                            "maths": info["maths"],
-                        }
-                    )
-                    if progress:
-                        print(f"  {name}: {len(reader.pages)} PDF pages", flush=True)
-            finally:
-                context.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+            reader = PdfReader(io.BytesIO(data))
+            first = len(writer.pages)
+            for p in reader.pages:
+                writer.add_page(p)
+            title = " ".join(info["title"].replace("#", "").split())
+            writer.add_outline_item(title or name, first)
+            report.pages.append(
+                {
+                    "page": name,
+                    "title": title,
+                    "first_pdf_page": first,
+                    "pdf_pages": len(reader.pages),
+                    "images": info["images"],
+                    "maths": info["maths"],
+                }
+            )
+            if progress:
+                print(f"  {name}: {len(reader.pages)} PDF pages", flush=True)
     writer.add_metadata({"/Title": "Explainable Uncertainty"})
     with dst.open("wb") as f:
         writer.write(f)
