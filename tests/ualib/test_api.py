@@ -117,3 +117,38 @@ def test_a_headline_call_loads_no_optional_dependency():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+#: import name -> distribution, for the library's core dependencies ([project] dependencies)
+_IMPORT_NAMES = {"sklearn": "scikit-learn", "PIL": "pillow"}
+#: optional packages the library imports only inside the functions that need them (the book extra)
+_LAZY_OPTIONAL = {"ipywidgets", "IPython"}
+
+
+def test_pip_install_without_extras_covers_every_library_import():
+    """``pip install .`` (no extra) gives every third-party package any ``ualib`` module imports; the
+    book's packages (ipywidgets, IPython) are imported only inside the functions that use them."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    core = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in deps}
+    missing, eager = set(), set()
+    for path in LIBRARY_FILES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = {
+            (alias.name if isinstance(node, ast.Import) else node.module).split(".")[0]
+            for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "level", 0) == 0
+            for alias in (node.names if isinstance(node, ast.Import) else [node])
+        }
+        for name in {m.split(".")[0] for m in _imported_modules(path)}:
+            if name in sys.stdlib_module_names or name in ("ualib", "__future__"):
+                continue
+            if name in _LAZY_OPTIONAL:
+                if name in top_level:
+                    eager.add(f"{path.relative_to(ROOT)}: {name}")
+            elif _IMPORT_NAMES.get(name, name).lower() not in core:
+                missing.add(f"{path.relative_to(ROOT)}: {name}")
+    assert not missing, f"imported by the library but not a [project] dependency: {sorted(missing)}"
+    assert not eager, f"book-extra packages imported at module level: {sorted(eager)}"
