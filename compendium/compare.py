@@ -28,6 +28,7 @@ from ualib.posteriors import DeepEnsemble, Posterior
 __all__ = [
     "Method",
     "uncertainty_attributors",
+    "BlurringCache",
     "compute_maps",
     "blurring_table",
     "localization_table",
@@ -136,6 +137,44 @@ def blurring_table(
     frame = pd.DataFrame(rows).T
     frame.attrs["per_image"] = per_image
     return frame, curves
+
+
+class BlurringCache:
+    """:func:`blurring_table` that computes each (family, method) once.
+
+    Chapter 8 asks for the blurring test of the same maps in several places (the comparison table,
+    the random baseline, the per-input metric agreement, the claims) while its families gain methods
+    along the way; the cache runs :func:`ualib.metrics.perturbation.blurring_test` only for maps it has
+    not seen (keyed by family, method name and the map's storage, so a replaced map is recomputed).
+    """
+
+    def __init__(self, x: torch.Tensor, *, fractions: torch.Tensor, blur_sigma: float) -> None:
+        self.x, self.fractions, self.blur_sigma = x, fractions, blur_sigma
+        self._rows: dict[tuple[str, str, int], tuple[dict, torch.Tensor, dict]] = {}
+
+    def table(
+        self, family: str, maps: Mapping[str, torch.Tensor], uncertainty_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> pd.DataFrame:
+        """The frame of :func:`blurring_table` for ``maps`` (in their order), ``attrs["per_image"]`` included."""
+        keys = {name: (family, name, a.data_ptr()) for name, a in maps.items()}
+        todo = {name: maps[name] for name, key in keys.items() if key not in self._rows}
+        if todo:
+            frame, curves = blurring_table(
+                todo, uncertainty_fn, self.x, fractions=self.fractions, blur_sigma=self.blur_sigma
+            )
+            for name in todo:
+                self._rows[keys[name]] = (frame.loc[name].to_dict(), curves[name], frame.attrs["per_image"][name])
+        out = pd.DataFrame({name: self._rows[key][0] for name, key in keys.items()}).T
+        out.attrs["per_image"] = {name: self._rows[key][2] for name, key in keys.items()}
+        out.attrs["curves"] = {name: self._rows[key][1] for name, key in keys.items()}
+        return out
+
+    def per_input(
+        self, family: str, maps: Mapping[str, torch.Tensor], uncertainty_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> pd.DataFrame:
+        """Per-input AUC-URR of the blurring test, frame [inputs x methods]."""
+        per = self.table(family, maps, uncertainty_fn).attrs["per_image"]
+        return pd.DataFrame({name: per[name]["auc_urr"].double().numpy() for name in maps})
 
 
 def localization_table(maps: Mapping[str, torch.Tensor], mask: torch.Tensor) -> pd.DataFrame:
@@ -272,22 +311,6 @@ def per_input_localization(maps: Mapping[str, torch.Tensor], mask: torch.Tensor)
         mass[name] = mass_in_mask(mag, mask).double().numpy()
         point[name] = pointing_game(mag, mask).double().numpy()
     return {"mass in patch": pd.DataFrame(mass), "pointing game": pd.DataFrame(point)}
-
-
-def per_input_blurring(
-    maps: Mapping[str, torch.Tensor], uncertainty_fn, x: torch.Tensor, *, fractions: torch.Tensor, blur_sigma: float
-) -> pd.DataFrame:
-    """Per-input AUC-URR of the blurring test, frame [inputs x methods]."""
-    return pd.DataFrame(
-        {
-            name: blurring_test(uncertainty_fn, x, _magnitude(a, x), fractions=fractions, blur_sigma=blur_sigma)[
-                "auc_urr"
-            ]
-            .double()
-            .numpy()
-            for name, a in maps.items()
-        }
-    )
 
 
 def road_table(
