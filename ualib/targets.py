@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ualib import uncertainty as U
-from ualib._checks import check_choice
+from ualib._checks import check_choice, check_class_index, check_model_dtype, model_input_errors
 from ualib.posteriors import Evidential, Posterior
 
 __all__ = [
@@ -37,7 +37,14 @@ Target = Callable[[torch.Tensor], torch.Tensor]
 TARGET_KINDS = U.UNCERTAINTY_KINDS
 
 
-def _class_index(cls: int | torch.Tensor, b: int, device: torch.device) -> torch.Tensor:
+def _largest_class(cls: object) -> int:
+    """Check ``cls`` (an int >= 0 or an integer tensor [B] of them) once; return its largest class."""
+    check_class_index(cls, "cls")
+    return int(cls.max()) if isinstance(cls, torch.Tensor) and cls.numel() else int(cls) if isinstance(cls, int) else 0
+
+
+def _class_index(cls: int | torch.Tensor, b: int, device: torch.device, hi: int, k: int) -> torch.Tensor:
+    check_class_index(hi, "cls", k)
     if isinstance(cls, int):
         return torch.full((b,), cls, dtype=torch.long, device=device)
     if not isinstance(cls, torch.Tensor) or cls.dtype not in (torch.int32, torch.int64):
@@ -52,23 +59,31 @@ def class_logit(model: nn.Module | Posterior, cls: int | torch.Tensor, *, sample
 
     For a posterior, the logit of posterior sample ``sample`` (default: the mean logit over all samples).
     """
+    if not isinstance(model, (nn.Module, Posterior)):
+        raise TypeError(f"model must be an nn.Module or a ualib Posterior, got {type(model).__name__}")
+    hi = _largest_class(cls)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         if isinstance(model, Posterior):
             logits = model.logits(x, indices=None if sample is None else [sample]).mean(0)
         else:
-            logits = model(x)
-        return logits.gather(1, _class_index(cls, x.shape[0], x.device)[:, None])[:, 0]
+            check_model_dtype(x, "x", model)
+            with model_input_errors("x", x):
+                logits = model(x)
+        return logits.gather(1, _class_index(cls, x.shape[0], x.device, hi, logits.shape[1])[:, None])[:, 0]
 
     return target
 
 
 def class_probability(posterior: Posterior, cls: int | torch.Tensor, *, indices: Sequence[int] | None = None) -> Target:
     """The predictive (sample-mean) probability of class ``cls``."""
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")
+    hi = _largest_class(cls)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         p = posterior.probs(x, indices=indices).mean(0)
-        return p.gather(1, _class_index(cls, x.shape[0], x.device)[:, None])[:, 0]
+        return p.gather(1, _class_index(cls, x.shape[0], x.device, hi, p.shape[1])[:, None])[:, 0]
 
     return target
 
