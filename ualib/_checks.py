@@ -186,9 +186,14 @@ _INPUT_ERRORS = re.compile(
             r"Calculated padded input size",
             r"Expected all tensors to be on the same device",
             r"Expected input batch_size",
+            r"in_features on the last axis",  # ualib.layers.FlipoutLinear
         )
     )
 )
+
+
+class ModelInputError(ValueError):
+    """A translated input error (not translated again by an enclosing :func:`model_input_errors`)."""
 
 
 @contextmanager
@@ -200,10 +205,10 @@ def model_input_errors(name: str, x: torch.Tensor, what: str = "the model") -> I
     """
     try:
         yield
-    except RuntimeError as err:
-        if isinstance(err, torch.OutOfMemoryError) or not _INPUT_ERRORS.search(str(err)):
+    except (RuntimeError, ValueError) as err:
+        if isinstance(err, (torch.OutOfMemoryError, ModelInputError)) or not _INPUT_ERRORS.search(str(err)):
             raise
-        raise ValueError(
+        raise ModelInputError(
             f"{name}: {what} cannot take an input of shape {tuple(x.shape)} and dtype {x.dtype} "
             f"(expected the model's input shape, dtype and device): {err}"
         ) from err
