@@ -50,12 +50,9 @@ def check_tensor(
         Allowed number(s) of dimensions, or ``None`` for any.
     floating
         Require a floating-point dtype.
-    integer
-        Require an integer dtype (class labels, indices); implies ``floating=False``.
     finite
         Reject NaN and infinite entries.
-    nonempty
-        Reject a tensor with a zero-length axis (an empty batch).
+    integer, nonempty: require an integer dtype (labels, indices); reject a zero-length axis (an empty batch).
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
