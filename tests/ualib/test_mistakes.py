@@ -249,6 +249,18 @@ def _more_cases() -> list[Case]:
         ),
         Case("guided_backprop-x-nan", lambda: ualib.guided_backprop(target(), nan(xt()), model=mlp()), V, NAN),
         Case("decompose-probs-nan", lambda: ualib.decompose(nan(probs()), "epistemic"), V, r"probs contains NaN"),
+        Case(
+            "MCDropout.predict-batch_size-zero",
+            lambda: mcd().predict(xt(), batch_size=0),
+            V,
+            r"batch_size must be a positive integer",
+        ),
+        Case(
+            "Evidential.predict_alpha-batch_size-zero",
+            lambda: edl().predict_alpha(xi(), batch_size=0),
+            V,
+            r"batch_size must be a positive integer",
+        ),
     ]
 
 

@@ -147,6 +147,7 @@ class Posterior(abc.ABC):
         ``progress`` shows a plain ``tqdm`` bar (a string becomes its description).
         """
         self._check_input(x, ndim=(2, 3, 4, 5))
+        check_positive_int(batch_size, "batch_size")
         dev = torch.device(device) if device is not None else self.device
         out = []
         batches = range(0, len(x), batch_size)

@@ -61,6 +61,7 @@ class Evidential(Posterior):
     def predict_alpha(self, x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
         """Dirichlet parameters ``[N, K]`` for a whole dataset ``x [N, ...]`` in batches, on the CPU."""
         x = self._check_input(x, ndim=(2, 3, 4, 5))
+        check_positive_int(batch_size, "batch_size")
         dev = self.device
         return torch.cat([self.alpha(x[i : i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
 
