@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ualib import uncertainty as U
-from ualib._checks import check_choice
+from ualib._checks import check_choice, check_class_index, check_model_dtype, model_input_errors
 from ualib.posteriors import Evidential, Posterior
 
 __all__ = [
@@ -51,7 +51,14 @@ Target = Callable[[torch.Tensor], torch.Tensor]
 TARGET_KINDS = U.UNCERTAINTY_KINDS
 
 
-def _class_index(cls: int | torch.Tensor, b: int, device: torch.device) -> torch.Tensor:
+def _largest_class(cls: object) -> int:
+    """Check ``cls`` (an int >= 0 or an integer tensor [B] of them) once; return its largest class."""
+    check_class_index(cls, "cls")
+    return int(cls.max()) if isinstance(cls, torch.Tensor) and cls.numel() else int(cls) if isinstance(cls, int) else 0
+
+
+def _class_index(cls: int | torch.Tensor, b: int, device: torch.device, hi: int, k: int) -> torch.Tensor:
+    check_class_index(hi, "cls", k)
     if isinstance(cls, int):
         return torch.full((b,), cls, dtype=torch.long, device=device)
     if not isinstance(cls, torch.Tensor) or cls.dtype not in (torch.int32, torch.int64):
@@ -77,13 +84,18 @@ def class_logit(model: nn.Module | Posterior, cls: int | torch.Tensor, *, sample
     >>> torch.equal(target(x), net(x)[:, 2])
     True
     """
+    if not isinstance(model, (nn.Module, Posterior)):
+        raise TypeError(f"model must be an nn.Module or a ualib Posterior, got {type(model).__name__}")
+    hi = _largest_class(cls)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         if isinstance(model, Posterior):
             logits = model.logits(x, indices=None if sample is None else [sample]).mean(0)
         else:
-            logits = model(x)
-        return logits.gather(1, _class_index(cls, x.shape[0], x.device)[:, None])[:, 0]
+            check_model_dtype(x, "x", model)
+            with model_input_errors("x", x):
+                logits = model(x)
+        return logits.gather(1, _class_index(cls, x.shape[0], x.device, hi, logits.shape[1])[:, None])[:, 0]
 
     return target
 
@@ -103,10 +115,13 @@ def class_probability(posterior: Posterior, cls: int | torch.Tensor, *, indices:
     >>> torch.allclose(p1, post.probs(x).mean(0)[:, 1])
     True
     """
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")
+    hi = _largest_class(cls)
 
     def target(x: torch.Tensor) -> torch.Tensor:
         p = posterior.probs(x, indices=indices).mean(0)
-        return p.gather(1, _class_index(cls, x.shape[0], x.device)[:, None])[:, 0]
+        return p.gather(1, _class_index(cls, x.shape[0], x.device, hi, p.shape[1])[:, None])[:, 0]
 
     return target
 

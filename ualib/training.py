@@ -20,6 +20,8 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,17 @@ from typing import Any
 import torch
 
 from ualib import __version__
-from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._checks import (
+    check_choice,
+    check_model_dtype,
+    check_nonnegative_float,
+    check_positive_int,
+    check_tensor,
+    model_input_errors,
+)
 from ualib._paths import cache_dir as default_cache_dir
 from ualib._progress import progress_bar
-from ualib.models import build_model
+from ualib.models import MODEL_NAMES, build_model
 from ualib.posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
 from ualib.seeding import derive_seed, generator, preserve_rng, seed_everything
 
@@ -79,11 +88,14 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_choice(self.model, "model", MODEL_NAMES)
         check_choice(self.posterior, "posterior", POSTERIOR_NAMES)
         check_positive_int(self.epochs, "epochs")
         check_positive_int(self.batch_size, "batch_size")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_nonnegative_float(self.lr, "lr", positive=True)
+        check_nonnegative_float(self.weight_decay, "weight_decay")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,11 +143,9 @@ def fit(
     RNG, seeded with ``seed`` here and restored afterwards, so the same call gives the same weights on
     the CPU. ``progress`` shows one plain ``tqdm`` bar over all steps, with the epoch and running loss.
     """
-    check_tensor(x, "x", ndim=(2, 3, 4))
-    if getattr(posterior, "task", "classification") == "regression":
-        check_tensor(y, "y", ndim=1)
-    else:
-        check_tensor(y, "y", ndim=1, floating=False)
+    check_model_dtype(check_tensor(x, "x", ndim=(2, 3, 4), nonempty=True), "x", posterior.parameters())
+    classification = getattr(posterior, "task", "classification") != "regression"
+    check_tensor(y, "y", ndim=1, floating=not classification, integer=classification)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     device = posterior.device
@@ -157,7 +167,8 @@ def fit(
                 for i in range(0, n, batch_size):
                     idx = perm[i : i + batch_size]
                     xb, yb = x[idx].to(device), y[idx].to(device)
-                    loss = posterior.training_loss(xb, yb, epoch=epoch, num_train=n)
+                    with model_input_errors("x", x), _label_errors(posterior, xb, y, classification):
+                        loss = posterior.training_loss(xb, yb, epoch=epoch, num_train=n)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -171,6 +182,22 @@ def fit(
             bar.close()
             posterior.module.eval()
     return history
+
+
+@contextmanager
+def _label_errors(posterior: Posterior, xb: torch.Tensor, y: torch.Tensor, classification: bool) -> Iterator[None]:
+    """Turn the loss's bare error for a class label outside the model's outputs into a ``ValueError``."""
+    try:
+        yield
+    except (IndexError, RuntimeError) as err:
+        if not classification or "out of bounds" not in str(err):
+            raise
+        with torch.no_grad():  # only on this error path: one forward pass to name the number of outputs
+            k = posterior.logits(xb[:1], indices=[0]).shape[-1]
+        raise ValueError(
+            f"y: class labels must lie in [0, {k - 1}] for the model's {k} outputs, "
+            f"got labels in [{int(y.min())}, {int(y.max())}]"
+        ) from err
 
 
 def _fingerprint(*tensors: torch.Tensor) -> str:

@@ -101,7 +101,7 @@ def test_no_side_effects(name):
 
 def test_hooks_removed_on_exception():
     post = MCDropout(mlp(), num_samples=3)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"x: the model cannot take an input of shape \(2, 1, 5, 5\)"):
         post.logits(torch.rand(2, 1, 5, 5))  # wrong input size: Linear fails
     assert all(len(m._forward_hooks) == 0 for m in post.module.modules())
 

@@ -18,7 +18,6 @@ model's parameters.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ualib._checks import check_positive_int, check_tensor
+from ualib._checks import check_nonnegative_float, check_positive_int, check_tensor, model_input_errors
 from ualib.targets import Target
 
 __all__ = [
@@ -80,19 +79,10 @@ def check_batch_size(batch_size: object) -> int | None:
     return check_positive_int(batch_size, "batch_size")
 
 
-def check_nonnegative_float(value: object, name: str, *, positive: bool = False) -> float:
-    """A finite real number >= 0 (> 0 with ``positive=True``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
-    return value
-
-
 def call_target(target: Target, xs: torch.Tensor, *, need_grad: bool = True) -> torch.Tensor:
     """Evaluate ``target(xs)`` and check that it returned one differentiable scalar per row, ``[n]``."""
-    out = target(xs)
+    with model_input_errors("x", xs, "the target"):
+        out = target(xs)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"target must return a torch.Tensor of shape [B], got {type(out).__name__}")
     if out.shape != (xs.shape[0],):

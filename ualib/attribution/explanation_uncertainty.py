@@ -42,7 +42,7 @@ from collections.abc import Callable
 
 import torch
 
-from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._checks import check_choice, check_class_index, check_model_dtype, check_positive_int, check_tensor
 from ualib.attribution import gradient, guided_backprop, integrated_gradients
 from ualib.attribution.lime import lime
 from ualib.attribution.registry import names
@@ -93,6 +93,8 @@ def _select(out: torch.Tensor, classes: torch.Tensor | None, output: str) -> tor
         return out[..., 0]
     if classes is None:
         raise ValueError(f"output={output!r} needs target classes")
+    if classes.numel():
+        check_class_index(int(classes.max()), "classes", out.shape[-1])
     vals = out.softmax(-1) if output == "probability" else out
     idx = classes.to(out.device)[None, :, None].expand(out.shape[0], -1, 1)
     return vals.gather(2, idx)[..., 0]
@@ -123,7 +125,7 @@ def _check_classes(classes: object, b: int) -> torch.Tensor:
         raise TypeError("classes must be an integer tensor [B]")
     if classes.shape != (b,):
         raise ValueError(f"classes must have shape [{b}] like x's batch, got {tuple(classes.shape)}")
-    return classes.long()
+    return check_class_index(classes, "classes").long()
 
 
 def _stacked_target(posterior: Posterior, classes: torch.Tensor | None, output: str, nb: int) -> Callable:
@@ -245,7 +247,8 @@ def explanation_distribution(
     """
     _check_posterior(posterior)
     check_choice(method, "method", EXPLAINERS)
-    x = check_tensor(x, "x", ndim=(2, 4)).detach()
+    x = check_model_dtype(check_tensor(x, "x", ndim=(2, 4), nonempty=True), "x", posterior.parameters()).detach()
+    check_positive_int(ig_steps, "ig_steps")
     out_kind = _output(posterior, output)
     b = x.shape[0]
     if out_kind == "value":

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ualib._checks import check_positive_int
+from ualib._checks import check_model_dtype, check_positive_int, model_input_errors
 from ualib.attribution._common import check_batch_size, check_input, chunks, forward_hooks
 from ualib.posteriors._base import preserve_mode
 
@@ -401,8 +401,8 @@ class FullGrad:
             device = p.device if p is not None else torch.device("cpu")
             g = torch.Generator().manual_seed(0)
             x = torch.randn((2, *shape), generator=g, dtype=dtype).to(device)
-        x = check_input(x, ndim=(2, 3, 4, 5)).detach()
-        with preserve_mode(self.model, False), torch.no_grad():
+        x = self._check_x(x, ndim=(2, 3, 4, 5)).detach()
+        with preserve_mode(self.model, False), torch.no_grad(), model_input_errors("x", x):
             cls = self.model(x).argmax(-1)
         dec = self._decompose(x, cls, check=False)
         err = float(dec.completeness_error().max())
@@ -438,7 +438,8 @@ class FullGrad:
         xs = x.detach().clone().requires_grad_(True)
         hooked = forward_hooks([m for _, m in self._biased], hook)
         with _full_precision(x.is_cuda), preserve_mode(self.model, False), hooked, torch.enable_grad():
-            out = self.model(xs)
+            with model_input_errors("x", x):
+                out = self.model(xs)
             if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise ValueError(f"model must map {x.shape[0]} inputs to outputs [B, K] = [{x.shape[0]}, K], got {got}")
@@ -458,6 +459,10 @@ class FullGrad:
         if check:
             self._verdict(float(dec.completeness_error().max()), "on this input")
         return dec
+
+    def _check_x(self, x: object, *, ndim: tuple[int, ...] = (2, 4)) -> torch.Tensor:
+        """A finite, non-empty input batch in the model's dtype."""
+        return check_model_dtype(check_input(x, ndim=ndim), "x", self.model)
 
     def _ensure_checked(self, x: torch.Tensor) -> None:
         if not self.checked:
@@ -486,7 +491,7 @@ class FullGrad:
         ValueError
             For a malformed input or class_index, or (``strict``) an incomplete decomposition.
         """
-        x = check_input(x).detach()
+        x = self._check_x(x).detach()
         self._ensure_checked(x)
         return self._decompose(x, class_index)
 
@@ -514,7 +519,7 @@ class FullGrad:
         torch.Tensor
             ``[B, 1, H, W]``, signed, detached; ``map.sum((1, 2, 3))`` equals ``f(x)``.
         """
-        x = check_input(x, ndim=(4,)).detach()
+        x = self._check_x(x, ndim=(4,)).detach()
         batch_size = check_batch_size(batch_size)
         self._ensure_checked(x)
         parts = []
@@ -560,7 +565,7 @@ class FullGrad:
         torch.Tensor
             ``[B, 1, H, W]``, ``>= 0``, detached.
         """
-        x = check_input(x, ndim=(4,)).detach()
+        x = self._check_x(x, ndim=(4,)).detach()
         batch_size = check_batch_size(batch_size)
         self._ensure_checked(x)
         parts = []
@@ -603,7 +608,7 @@ class FullGrad:
             ``[B, K, H, W]`` signed complete maps (``signed[:, k].sum((1, 2)) == logits[:, k]``),
             ``[B, K, H, W]`` display saliencies, and the outputs ``[B, K]``.
         """
-        x = check_input(x, ndim=(4,)).detach()
+        x = self._check_x(x, ndim=(4,)).detach()
         batch_size = check_batch_size(batch_size)
         self._ensure_checked(x)
         size = tuple(x.shape[-2:])

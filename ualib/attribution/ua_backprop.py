@@ -135,7 +135,7 @@ def ua_backprop(
     """
     if not isinstance(posterior, Posterior):
         raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")
-    check_tensor(x, "x", ndim=(2, 3, 4))
+    check_tensor(x, "x", ndim=(2, 3, 4), nonempty=True)
     check_choice(kind, "kind", UA_KINDS)
     check_choice(variant, "variant", UA_VARIANTS)
     if batch_size is not None:

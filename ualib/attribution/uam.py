@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 from ualib import uncertainty as U
-from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._checks import check_choice, check_model_dtype, check_positive_int, check_tensor
 from ualib.attribution.fullgrad import FullGrad
 from ualib.attribution.registry import REGISTRY
 from ualib.evidential import dirichlet_from_logits
@@ -191,7 +191,7 @@ def uam(
     if not isinstance(posterior, Evidential):
         raise TypeError(f"posterior must be ualib.posteriors.Evidential, got {type(posterior).__name__}")
     check_choice(vam, "vam", VAM_OPTIONS)
-    x = check_tensor(x, "x", ndim=4).detach()
+    x = check_model_dtype(check_tensor(x, "x", ndim=4, nonempty=True), "x", posterior.module).detach()
     fg = fullgrad if fullgrad is not None else FullGrad(posterior.module)
     if fg.model is not posterior.module:
         raise ValueError("fullgrad must be built on posterior.module")

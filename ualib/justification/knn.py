@@ -104,7 +104,7 @@ class KNNJustifier:
     def fit(self, h: torch.Tensor, y: torch.Tensor, *, num_classes: int | None = None) -> KNNJustifier:
         """Store the training features ``h [N, d]`` and labels ``y [N]`` (N >= k)."""
         h = check_tensor(h, "h", ndim=2)
-        y = check_tensor(y, "y", ndim=1, floating=False)
+        y = check_tensor(y, "y", ndim=1, integer=True)
         if len(h) != len(y):
             raise ValueError(f"h and y must have the same length, got {len(h)} and {len(y)}")
         if len(h) < self.k:
@@ -114,13 +114,19 @@ class KNNJustifier:
         self.h_ = h.detach().to(self.dtype).contiguous()
         self.y_ = y.detach().long().contiguous()
         self.sqnorm_ = (self.h_**2).sum(1)
-        self.num_classes_ = int(num_classes) if num_classes is not None else int(y.max()) + 1
+        need = int(y.max()) + 1
+        if num_classes is not None:
+            if int(num_classes) < need:
+                raise ValueError(
+                    f"num_classes must be >= {need} (the largest label in y is {need - 1}), got {num_classes}"
+                )
+        self.num_classes_ = int(num_classes) if num_classes is not None else need
         return self
 
     def _check_query(self, h: torch.Tensor) -> torch.Tensor:
         if self.h_ is None:
             raise RuntimeError("call fit() before querying")
-        h = check_tensor(h, "h", ndim=2)
+        h = check_tensor(h, "h", ndim=2, nonempty=True)
         if h.shape[1] != self.h_.shape[1]:
             raise ValueError(f"h must have {self.h_.shape[1]} features, got shape {tuple(h.shape)}")
         return h.to(self.dtype)

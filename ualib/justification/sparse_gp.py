@@ -75,8 +75,8 @@ LIKELIHOODS = ("gaussian", "softmax")
 
 
 def _check_xy(h: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
-    h = check_tensor(h, "h", ndim=2)
-    y = check_tensor(y, "y", ndim=1, floating=False)
+    h = check_tensor(h, "h", ndim=2, nonempty=True)
+    y = check_tensor(y, "y", ndim=1, integer=True)
     if len(h) != len(y):
         raise ValueError(f"h and y must have the same length, got {len(h)} and {len(y)}")
     if len(y) and (y < 0).any():
@@ -491,7 +491,7 @@ class SparseGP:
     def _check_query(self, h: torch.Tensor) -> torch.Tensor:
         if self.inducing_index_ is None:
             raise RuntimeError("call fit() before querying")
-        h = check_tensor(h, "h", ndim=2)
+        h = check_tensor(h, "h", ndim=2, nonempty=True)
         if h.shape[1] != self.z_.shape[1]:
             raise ValueError(f"h must have {self.z_.shape[1]} features, got shape {tuple(h.shape)}")
         return h.detach().double()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._checks import check_choice, check_model_dtype, check_positive_int, check_tensor, model_input_errors
 from ualib._progress import progress_bar
 
 __all__ = ["Posterior", "preserve_mode", "TASKS"]
@@ -122,7 +122,7 @@ class Posterior(abc.ABC):
         torch.Tensor
             ``[S, B, K]`` with ``S = len(indices)``; differentiable with respect to ``x``.
         """
-        check_tensor(x, "x", ndim=(2, 3, 4, 5, 6) if per_sample_inputs else (2, 3, 4, 5))
+        self._check_input(x, ndim=(2, 3, 4, 5, 6) if per_sample_inputs else (2, 3, 4, 5))
         idx = list(range(self.num_samples)) if indices is None else [int(i) for i in indices]
         if per_sample_inputs and x.shape[0] != len(idx):
             raise ValueError(f"with per_sample_inputs, x must be [S, B, ...] with S = {len(idx)}, got {tuple(x.shape)}")
@@ -133,7 +133,7 @@ class Posterior(abc.ABC):
         if chunk_size is not None:
             check_positive_int(chunk_size, "chunk_size")
         step = chunk_size or len(idx)
-        with preserve_mode(self.module, False):
+        with preserve_mode(self.module, False), model_input_errors("x", x):
             if per_sample_inputs:
                 parts = [self._logits_per_sample(x[i : i + step], idx[i : i + step]) for i in range(0, len(idx), step)]
             else:
@@ -158,7 +158,8 @@ class Posterior(abc.ABC):
 
         ``progress`` shows a plain ``tqdm`` bar (a string becomes its description).
         """
-        check_tensor(x, "x", ndim=(2, 3, 4, 5))
+        self._check_input(x, ndim=(2, 3, 4, 5))
+        check_positive_int(batch_size, "batch_size")
         dev = torch.device(device) if device is not None else self.device
         out = []
         batches = range(0, len(x), batch_size)
@@ -167,6 +168,11 @@ class Posterior(abc.ABC):
         for i in batches:
             out.append(self.probs(x[i : i + batch_size].to(dev), chunk_size=chunk_size).cpu())
         return torch.cat(out, 1)
+
+    def _check_input(self, x: object, *, ndim: tuple[int, ...]) -> torch.Tensor:
+        """A finite, non-empty float tensor of the allowed ranks in the dtype of the network."""
+        x = check_tensor(x, "x", ndim=ndim, nonempty=True)
+        return check_model_dtype(x, "x", self.parameters())
 
     @abc.abstractmethod
     def _logits(self, x: torch.Tensor, indices: list[int]) -> torch.Tensor:

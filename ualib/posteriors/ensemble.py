@@ -15,6 +15,23 @@ from ualib.seeding import derive_seed, preserve_rng
 __all__ = ["DeepEnsemble"]
 
 
+def _check_same_architecture(mods: Sequence[nn.Module]) -> None:
+    """Every member must have the parameters and buffers of the first (names, shapes, dtypes)."""
+
+    def layout(m: nn.Module) -> dict[str, tuple]:
+        return {k: (tuple(v.shape), v.dtype) for k, v in [*m.named_parameters(), *m.named_buffers()]}
+
+    ref = layout(mods[0])
+    for i, m in enumerate(mods[1:], 1):
+        got = layout(m)
+        if got != ref:
+            diff = sorted(k for k in ref.keys() | got.keys() if ref.get(k) != got.get(k))
+            raise ValueError(
+                f"members must share the same architecture: member {i} differs from member 0 in {diff[:3]} "
+                f"({ref.get(diff[0])} vs {got.get(diff[0])})"
+            )
+
+
 class DeepEnsemble(Posterior):
     """M independently initialised networks, trained and evaluated as one vectorised model.
 
@@ -64,6 +81,10 @@ class DeepEnsemble(Posterior):
         task: str = "classification",
     ) -> None:
         if callable(members) and not isinstance(members, nn.Module):
+            if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 2:
+                raise ValueError(
+                    f"num_members must be an integer >= 2 (a deep ensemble needs at least 2 members), got {num_members!r}"
+                )
             mods = []
             for m in range(num_members):
                 with preserve_rng():
@@ -72,9 +93,11 @@ class DeepEnsemble(Posterior):
         else:
             mods = list(members)  # type: ignore[arg-type]
         if len(mods) < 2:
-            raise ValueError(f"a deep ensemble needs at least 2 members, got {len(mods)}")
+            raise ValueError(f"members: a deep ensemble needs at least 2 members, got {len(mods)}")
         if not all(isinstance(m, nn.Module) for m in mods):
-            raise TypeError("every ensemble member must be an nn.Module")
+            bad = next(type(m).__name__ for m in mods if not isinstance(m, nn.Module))
+            raise TypeError(f"members: every ensemble member must be an nn.Module, got {bad}")
+        _check_same_architecture(mods)
         super().__init__(len(mods), seed, task=task)
         params, buffers = stack_module_state(mods)
         self._params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
@@ -96,7 +119,10 @@ class DeepEnsemble(Posterior):
 
     def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
         if max(indices) >= self.num_samples:
-            raise ValueError(f"this ensemble has {self.num_samples} members; got sample indices {indices}")
+            raise ValueError(
+                f"indices must lie in [0, {self.num_samples - 1}] (this ensemble has {self.num_samples} members), "
+                f"got {indices}"
+            )
         if indices == list(range(self.num_samples)):
             return self._forward(self._params, self._buffers, x, x_dim)
         idx = torch.tensor(indices, device=x.device)

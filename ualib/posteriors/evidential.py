@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ualib._checks import check_choice
+from ualib._checks import check_choice, check_positive_int, model_input_errors
 from ualib.evidential import dirichlet_from_logits, edl_loss
 from ualib.posteriors._base import Posterior, preserve_mode
 
@@ -58,7 +58,7 @@ class Evidential(Posterior):
         self._model = model
         self.evidence = check_choice(evidence, "evidence", ("relu", "softplus", "exp"))
         self.loss = check_choice(loss, "loss", ("mse", "log", "digamma"))
-        self.anneal_epochs = anneal_epochs
+        self.anneal_epochs = check_positive_int(anneal_epochs, "anneal_epochs")
 
     @property
     def module(self) -> nn.Module:
@@ -66,12 +66,15 @@ class Evidential(Posterior):
 
     def alpha(self, x: torch.Tensor) -> torch.Tensor:
         """Dirichlet parameters ``[B, K]`` (model in eval mode, restored afterwards)."""
-        with preserve_mode(self._model, False):
+        x = self._check_input(x, ndim=(2, 3, 4, 5))
+        with preserve_mode(self._model, False), model_input_errors("x", x):
             return dirichlet_from_logits(self._model(x), self.evidence)
 
     @torch.no_grad()
     def predict_alpha(self, x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
         """Dirichlet parameters ``[N, K]`` for a whole dataset ``x [N, ...]`` in batches, on the CPU."""
+        x = self._check_input(x, ndim=(2, 3, 4, 5))
+        check_positive_int(batch_size, "batch_size")
         dev = self.device
         return torch.cat([self.alpha(x[i : i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
 
