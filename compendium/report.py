@@ -517,8 +517,10 @@ def reproduction_report(
         "(`python -m compendium.report`); nothing in it is typed by hand. For every seed paper it quotes what "
         "the paper states (only sentences our `METHODS.md` could verify: **[READ]** the paper's own "
         "words, **[SEC]** a secondary summary), then every claim check the chapters ran and what each "
-        "profile measured. A check's criterion is fixed in the chapter before the run; a failing check is "
-        "reported as failing. None of the papers' result tables could be read, so **no number here is "
+        "profile measured. A claim's threshold and direction are fixed before the run, in the registry "
+        "`compendium/claims.yml` (older checks: in the chapter); a refuted claim or failing check is "
+        "reported as such. Where a chapter's claims carry 95 % intervals, a forest plot shows each claim's "
+        "distance from its threshold. The papers' statements no chapter checks are listed at the end. None of the papers' result tables could be read, so **no number here is "
         "compared with a number of a paper**: the checks test the papers' qualitative statements on our "
         "runs.",
         "",
