@@ -6,26 +6,43 @@ Both are written from data, never by hand:
   ``cpu``, ``gpu``) and lays out, paper by paper, what the paper states (the sentences of the paper that
   ``METHODS.md`` could verify, with its source tags), every claim check the chapters ran, and what each
   profile measured, with pass / fail and whether the method is a reconstruction.
+  Per chapter it draws a forest plot of the claims judged by the claims engine (:func:`forest_plot`):
+  each claim's signed distance from its threshold with its 95 % interval, colored by verdict. It counts
+  the verdicts per chapter and per paper and lists the papers' claims no chapter checks (the registry's
+  ``unchecked``).
 * :func:`figure_index` reads the executed chapters (``book/chapters/*.ipynb``) and lists every figure
   with its notebook, cell and the command that regenerates it.
 
 :func:`write_pages` writes both as MyST markdown into ``book/generated/`` (git-ignored); the HTML build
-calls it before Sphinx runs. ``python -m compendium.report`` does the same by hand.
+calls it before Sphinx runs; the forest plots are PNGs next to the page (``report_forest_<chapter>.png``). ``python -m compendium.report`` does the same by hand.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compendium.claims import VERDICTS
 from compendium.profiles import PROFILE_NAMES
 from ualib._paths import repo_root, results_dir
 
-__all__ = ["Paper", "PAPERS", "load_all_results", "reproduction_report", "figure_index", "write_pages"]
+__all__ = [
+    "Paper",
+    "PAPERS",
+    "ForestRow",
+    "load_all_results",
+    "forest_rows",
+    "forest_plot",
+    "verdict_counts",
+    "reproduction_report",
+    "figure_index",
+    "write_pages",
+]
 
 
 @dataclass(frozen=True)
@@ -173,9 +190,22 @@ def _verdict(claim: dict[str, Any]) -> str:
 
 def _tally(claims: list[dict[str, Any]]) -> str:
     verdicts = [_verdict(c) for c in claims]
-    if all(v in ("pass", "FAIL") for v in verdicts):
-        return f"{verdicts.count('pass')}/{len(verdicts)} pass"
-    return " · ".join(f"{verdicts.count(v)} {v}" for v in ("supported", "refuted", "inconclusive"))
+    old = [v for v in verdicts if v in ("pass", "FAIL")]
+    if len(old) == len(verdicts):
+        return f"{old.count('pass')}/{len(old)} pass"
+    text = " · ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS)
+    if old:  # a chapter half converted to the claims engine: its older checks are counted apart
+        text += f"; without interval {old.count('pass')}/{len(old)} pass"
+    return text
+
+
+def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    """``{"supported": k, "refuted": k, "inconclusive": k, "no interval": k}`` over ``claims``; a claim
+    written before the claims engine (no ``verdict``) counts as ``"no interval"``."""
+    out = dict.fromkeys((*VERDICTS, "no interval"), 0)
+    for c in claims:
+        out[str(c["verdict"]) if "verdict" in c else "no interval"] += 1
+    return out
 
 
 def _cell(claim: dict[str, Any] | None) -> str:
@@ -233,8 +263,253 @@ def _run_line(profile: str, doc: dict[str, Any]) -> str:
     )
 
 
-def reproduction_report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The reproduction report as MyST markdown, from :func:`load_all_results`' output."""
+# --------------------------------------------------------------------------------------------- evidence
+
+# Okabe & Ito's colorblind-safe palette; the marker shape repeats the verdict for grey-scale prints.
+_VERDICT_STYLE = {
+    "supported": ("#0072B2", "o"),
+    "refuted": ("#D55E00", "X"),
+    "inconclusive": ("#7F7F7F", "D"),
+}
+_DISTANCE_LABEL = (
+    "signed distance from the threshold, claimed side to the right\n"
+    "(estimate − threshold for '>' claims, threshold − estimate for '<' claims)"
+)
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One row of a chapter's forest plot: a claim judged in one profile, in threshold-distance units.
+
+    ``distance``, ``lo`` and ``hi`` are the estimate and its 95 % interval as signed distances from the
+    threshold, oriented so that positive is the claimed side: ``x - threshold`` for a ``">"`` claim,
+    ``threshold - x`` for a ``"<"`` claim (the interval's bounds swap). ``None`` where the estimate or the
+    interval is undefined. ``lo > 0`` is exactly ``supported``, ``hi < 0`` exactly ``refuted``.
+    """
+
+    id: str
+    name: str
+    profile: str
+    distance: float | None
+    lo: float | None
+    hi: float | None
+    verdict: str
+
+
+def _signed(x: Any, direction: str, threshold: float) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    if x != x:  # NaN
+        return None
+    return x - threshold if direction == ">" else threshold - x
+
+
+def forest_rows(runs: dict[str, dict[str, Any]]) -> list[ForestRow]:
+    """The forest-plot rows of one chapter, ``runs = {profile: results document}``.
+
+    Only claims judged by the claims engine (with a ``verdict`` and an interval) give a row; rows are in
+    the order the claims first appear, each claim's profiles in :data:`PROFILE_NAMES` order.
+    """
+    by: dict[str, list[ForestRow]] = {}
+    for profile in (p for p in PROFILE_NAMES if p in runs):
+        for c in runs[profile]["claims"]:
+            if "verdict" not in c:
+                continue
+            d, thr = c["direction"], float(c["threshold"])
+            lo, hi = (c.get("ci") or [None, None])[:2]
+            a, b = _signed(lo, d, thr), _signed(hi, d, thr)
+            if a is not None and b is not None and a > b:
+                a, b = b, a
+            row = ForestRow(
+                id=c["id"],
+                name=c["id"].partition(".")[2] or c["id"],
+                profile=profile,
+                distance=_signed(c.get("estimate"), d, thr),
+                lo=a,
+                hi=b,
+                verdict=str(c["verdict"]),
+            )
+            by.setdefault(c["id"], []).append(row)
+    return [r for rows in by.values() for r in rows]
+
+
+def _old_shape(runs: dict[str, dict[str, Any]]) -> dict[str, int]:
+    return {p: k for p in PROFILE_NAMES if p in runs and (k := sum("verdict" not in c for c in runs[p]["claims"]))}
+
+
+def forest_plot(chapter: str, rows: list[ForestRow], out: str | os.PathLike) -> Path | None:
+    """Draw ``rows`` (from :func:`forest_rows`) into ``out/report_forest_<chapter>.png``; ``None`` if no rows.
+
+    Each row: the 95 % interval as a horizontal bar, the estimate as a point, the threshold as a black
+    tick at 0 (the distance of the threshold from itself), colored and shaped by verdict. The x axis is
+    symmetric-logarithmic when the distances span more than two orders of magnitude (claims of one
+    chapter measure different statistics), linear otherwise.
+    """
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    from matplotlib.lines import Line2D
+
+    several = len({r.profile for r in rows}) > 1
+    fig, ax = plt.subplots(figsize=(8.0, 1.3 + 0.32 * len(rows)))
+    ys = list(range(len(rows)))[::-1]
+    values = [abs(v) for r in rows for v in (r.distance, r.lo, r.hi) if v]
+    for y, r in zip(ys, rows):
+        color, marker = _VERDICT_STYLE.get(r.verdict, ("black", "s"))
+        if r.lo is not None and r.hi is not None:
+            ax.hlines(y, r.lo, r.hi, color=color, linewidth=2.5)
+        if r.distance is not None:
+            ax.plot(r.distance, y, marker=marker, color=color, markersize=7, linestyle="none")
+        else:
+            ax.text(0, y, "  estimate undefined", va="center", fontsize=8, color=color)
+        ax.plot(0, y, marker="|", color="black", markersize=12, linestyle="none")
+    ax.axvline(0, color="black", linewidth=0.8)
+    label = _DISTANCE_LABEL
+    if values and max(values) / min(values) > 100:
+        # linear within one power of ten around 0 (below a quarter of the values), logarithmic beyond;
+        # ticks at whole powers of ten only, every other one when there are many (labels must not overlap)
+        kmin = math.floor(math.log10(sorted(values)[len(values) // 4]))
+        kmax = math.ceil(math.log10(max(values)))
+        ks = list(range(kmin, kmax + 1))
+        if len(ks) > 3:
+            ks = ks[::-2][::-1]
+        ax.set_xscale("symlog", linthresh=10.0**kmin, linscale=1.0)
+        ticks = [-(10.0**k) for k in reversed(ks)] + [0.0] + [10.0**k for k in ks]
+        labels = [f"$-10^{{{k}}}$" for k in reversed(ks)] + ["0"] + [f"$10^{{{k}}}$" for k in ks]
+        ax.set_xticks(ticks, labels, fontsize=8)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        label += "\nsymmetric log scale, linear within ±$10^{" + str(kmin) + "}$"
+    ax.margins(x=0.06)
+    ax.set_yticks(ys, [f"{r.name} · {r.profile}" if several else r.name for r in rows], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(label, fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    handles = [Line2D([], [], color=c, marker=m, linewidth=2.5, label=v) for v, (c, m) in _VERDICT_STYLE.items()] + [
+        Line2D([], [], color="black", marker="|", markersize=12, linestyle="none", label="threshold")
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(f"{chapter}: claims with 95 % intervals", fontsize=9)
+    fig.tight_layout()
+    path = Path(out) / f"report_forest_{chapter}.png"
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _forest_section(chapter: str, runs: dict[str, dict[str, Any]], figures_dir: Path | None) -> list[str]:
+    rows = forest_rows(runs)
+    old = _old_shape(runs)
+    n_old = sum(old.values())
+    old_text = (
+        f"{n_old} claim result{'s' if n_old != 1 else ''} ("
+        + ", ".join(f"`{p}`: {k}" for p, k in old.items())
+        + ") written before the claims engine (one number against a threshold, no interval)."
+    )
+    lines: list[str] = []
+    if rows and figures_dir is not None:
+        path = forest_plot(chapter, rows, figures_dir)
+        n = verdict_counts([{"verdict": r.verdict} for r in rows])
+        alt = (
+            f"Forest plot of {len(rows)} claim result{'s' if len(rows) != 1 else ''} of chapter {chapter}: "
+            f"{n['supported']} supported, {n['refuted']} refuted, {n['inconclusive']} inconclusive; "
+            "each row shows a claim's signed distance from its threshold with its 95 % interval. "
+            "The table above gives the same numbers."
+        )
+        lines += [
+            f"```{{figure}} {path.name}",
+            f":alt: {alt}",
+            "",
+            "Each claim's estimate (point) and 95 % interval (bar) as a **signed distance from its threshold**, "
+            "oriented so that the claimed side is to the right: estimate − threshold for a claim that a "
+            "statistic exceeds its threshold (`>`), threshold − estimate for one that it stays below (`<`). "
+            "The vertical line at 0 is the threshold (also ticked on every row). Blue circles: supported (the "
+            "whole interval right of 0); orange crosses: refuted (the whole interval left of 0); grey "
+            "diamonds: inconclusive. Claims measure different statistics, so only the position relative to 0 "
+            "compares across rows.",
+            "```",
+            "",
+        ]
+    elif rows:
+        lines += ["The forest plot of these claims is drawn when the page is written into the book.", ""]
+    if n_old:
+        lines += [("Not plotted: " if rows else "No claim of this chapter has an interval yet: ") + old_text, ""]
+    return lines
+
+
+def _paper_label(key: str, refs: dict[str, str]) -> str:
+    if key == "background":
+        return "background (results the chapters build on)"
+    if key == "extension":
+        return "extensions of this compendium"
+    return _escape(refs.get(key, key))
+
+
+def _paper_counts(results: dict[str, dict[str, dict[str, Any]]], refs: dict[str, str]) -> list[str]:
+    profiles = [p for p in PROFILE_NAMES if any(p in runs for runs in results.values())]
+    by: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for runs in results.values():
+        for p in profiles:
+            for c in (runs.get(p) or {}).get("claims", []):
+                if "verdict" in c:
+                    by.setdefault(str(c.get("paper", "?")), {}).setdefault(p, []).append(c)
+    if not by:
+        return ["No claim has been judged by the claims engine yet.", ""]
+    order = [k for k in refs if k in by] + sorted(k for k in by if k not in refs)
+    lines = [
+        "| paper | " + " | ".join(f"`{p}`" for p in profiles) + " |",
+        "|---|" + "---|" * len(profiles),
+    ]
+    for key in order:
+        cells = []
+        for p in profiles:
+            n = verdict_counts(by[key].get(p, []))
+            cells.append(" · ".join(f"{n[v]} {v}" for v in VERDICTS) if by[key].get(p) else "–")
+        lines.append(f"| {_paper_label(key, refs)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _unchecked_section(items: list[dict[str, str]], refs: dict[str, str]) -> list[str]:
+    lines = [
+        "## What no chapter checks",
+        "",
+        "Statements of the papers that the registry (`compendium/claims.yml`) records as not tested by any "
+        "chapter, with the reason.",
+        "",
+    ]
+    if not items:
+        return lines + ["The registry lists none.", ""]
+    lines += ["| paper | claim | reason |", "|---|---|---|"]
+    for it in items:
+        lines.append(f"| {_paper_label(str(it['paper']), refs)} | {_escape(it['claim'])} | {_escape(it['reason'])} |")
+    return lines + [""]
+
+
+def reproduction_report(
+    results: dict[str, dict[str, dict[str, Any]]],
+    *,
+    figures_dir: str | os.PathLike | None = None,
+    unchecked_claims: list[dict[str, str]] | None = None,
+    paper_refs: dict[str, str] | None = None,
+) -> str:
+    """The reproduction report as MyST markdown, from :func:`load_all_results`' output.
+
+    ``figures_dir``: where the chapters' forest plots are written (the folder of the page: the page
+    refers to them by file name); without it no plot is drawn or referenced. ``unchecked_claims`` and
+    ``paper_refs`` default to the registry's :func:`compendium.claims.unchecked` and
+    :func:`compendium.claims.papers`.
+    """
+    from compendium import claims as _claims
+
+    figs = Path(figures_dir) if figures_dir is not None else None
+    if figs is not None:
+        figs.mkdir(parents=True, exist_ok=True)
+    items = _claims.unchecked() if unchecked_claims is None else unchecked_claims
+    refs = _claims.papers() if paper_refs is None else paper_refs
     lines = [
         "# Reproduction report",
         "",
@@ -242,8 +517,10 @@ def reproduction_report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         "(`python -m compendium.report`); nothing in it is typed by hand. For every seed paper it quotes what "
         "the paper states (only sentences our `METHODS.md` could verify: **[READ]** the paper's own "
         "words, **[SEC]** a secondary summary), then every claim check the chapters ran and what each "
-        "profile measured. A check's criterion is fixed in the chapter before the run; a failing check is "
-        "reported as failing. None of the papers' result tables could be read, so **no number here is "
+        "profile measured. A claim's threshold and direction are fixed before the run, in the registry "
+        "`compendium/claims.yml` (older checks: in the chapter); a refuted claim or failing check is "
+        "reported as such. Where a chapter's claims carry 95 % intervals, a forest plot shows each claim's "
+        "distance from its threshold. The papers' statements no chapter checks are listed at the end. None of the papers' result tables could be read, so **no number here is "
         "compared with a number of a paper**: the checks test the papers' qualitative statements on our "
         "runs.",
         "",
@@ -265,7 +542,19 @@ def reproduction_report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             else:
                 cells.append(_tally(doc["claims"]))
         lines.append(f"| {{doc}}`../chapters/{chapter}` | " + " | ".join(cells) + " |")
-    lines.append("")
+    lines += [
+        "",
+        "A claim judged by the claims engine is **supported** when its whole 95 % interval lies on the "
+        "claimed side of its pre-registered threshold (`compendium/claims.yml`), **refuted** when it lies "
+        "wholly on the other side, and **inconclusive** otherwise; older results (no interval yet) count "
+        "as pass / fail.",
+        "",
+        "### Verdicts per paper",
+        "",
+        "Claims judged by the claims engine only (the older pass / fail checks name no registry paper).",
+        "",
+    ]
+    lines += _paper_counts(results, refs)
 
     covered: set[str] = set()
     for paper in PAPERS:
@@ -281,6 +570,7 @@ def reproduction_report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                 continue
             lines += [f"- {_run_line(p, runs[p])}" for p in PROFILE_NAMES if p in runs]
             lines += [""] + _chapter_table(runs) + [""]
+            lines += _forest_section(chapter, runs, figs)
     others = sorted(set(results) - covered)
     if others:
         lines += [
@@ -294,6 +584,8 @@ def reproduction_report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             lines += [f"### {{doc}}`../chapters/{chapter}`", ""]
             lines += [f"- {_run_line(p, runs[p])}" for p in PROFILE_NAMES if p in runs]
             lines += [""] + _chapter_table(runs) + [""]
+            lines += _forest_section(chapter, runs, figs)
+    lines += _unchecked_section(items, refs)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -368,15 +660,18 @@ def figure_index(chapters_dir: str | os.PathLike, profile: str | None = None) ->
 
 
 def write_pages(root: str | os.PathLike | None = None, *, profile: str | None = None) -> list[Path]:
-    """Write ``book/generated/reproduction.md`` and ``book/generated/figures.md``; return their paths."""
+    """Write ``book/generated/reproduction.md`` (with its forest plots ``report_forest_<chapter>.png``) and
+    ``book/generated/figures.md``; return the two pages' paths."""
     base = Path(root) if root is not None else repo_root()
     if base is None:
         raise ValueError("cannot find the repository root; pass root=")
     out = base / "book" / "generated"
     out.mkdir(parents=True, exist_ok=True)
     results_root = results_dir() if root is None else Path(os.environ.get("UALIB_RESULTS", base / "results"))
+    for stale in out.glob("report_forest_*.png"):  # a chapter's plot goes when its claims do
+        stale.unlink()
     pages = {
-        out / "reproduction.md": reproduction_report(load_all_results(results_root)),
+        out / "reproduction.md": reproduction_report(load_all_results(results_root), figures_dir=out),
         out / "figures.md": figure_index(base / "book" / "chapters", profile=profile),
     }
     for path, text in pages.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -129,3 +130,127 @@ def test_report_shows_the_evidence_of_engine_claims():
     }
     assert _cell(c) == "**supported**: 0.7 [0.6, 0.8], n = 120, 3 seeds"
     assert _tally([c, dict(c, verdict="inconclusive")]) == "1 supported · 0 refuted · 1 inconclusive"
+
+
+def _engine(cid, estimate, ci, direction, threshold, verdict, paper="jeong2026visualizing"):
+    return {
+        "id": cid,
+        "paper": paper,
+        "statement": cid,
+        "estimate": estimate,
+        "ci": list(ci),
+        "n": 50,
+        "seeds": [0],
+        "threshold": threshold,
+        "direction": direction,
+        "verdict": verdict,
+    }
+
+
+def test_forest_rows_put_the_claimed_side_to_the_right():
+    runs = {
+        "cpu": {
+            "claims": [
+                _engine("04_uam.up", 0.9, (0.85, 0.95), ">", 0.8, "supported"),
+                _engine("04_uam.down", -0.05, (-0.07, -0.02), "<", 0.0, "supported"),
+                _engine("04_uam.down_refuted", 0.3, (0.2, 0.4), "<", 0.1, "refuted"),
+                _engine("04_uam.undefined", None, (None, None), ">", 0.5, "inconclusive"),
+                {"id": "old", "statement": "s", "measured": 1.0, "threshold": 0.0, "op": ">", "passed": True},
+            ]
+        },
+        "tiny": {"claims": [_engine("04_uam.up", 0.7, (0.6, 0.85), ">", 0.8, "inconclusive")]},
+    }
+    rows = report.forest_rows(runs)
+    # claims in order of first appearance, each claim's profiles in PROFILE_NAMES order; old shape left out
+    assert [(r.name, r.profile) for r in rows] == [
+        ("up", "tiny"),
+        ("up", "cpu"),
+        ("down", "cpu"),
+        ("down_refuted", "cpu"),
+        ("undefined", "cpu"),
+    ]
+    tiny_up, up, down, refuted, undefined = rows
+    assert up.distance == pytest.approx(0.1) and (up.lo, up.hi) == pytest.approx((0.05, 0.15))  # ">": x - t
+    assert down.distance == pytest.approx(0.05) and (down.lo, down.hi) == pytest.approx((0.02, 0.07))  # "<": t - x
+    assert refuted.distance == pytest.approx(-0.2) and (refuted.lo, refuted.hi) == pytest.approx((-0.3, -0.1))
+    assert tiny_up.lo < 0 < tiny_up.hi and tiny_up.verdict == "inconclusive"
+    assert undefined.distance is None and undefined.lo is None and undefined.hi is None
+    # supported is exactly "the whole interval right of 0", refuted "left of 0"
+    for r in (up, down):
+        assert r.verdict == "supported" and r.lo > 0
+    assert refuted.hi < 0
+
+
+def test_write_pages_draws_a_forest_plot_for_a_chapter_with_engine_claims(tmp_path, monkeypatch):
+    from compendium.claims import judge_interval
+
+    monkeypatch.setenv("UALIB_RESULTS", str(tmp_path / "results"))
+    claims = [
+        judge_interval("04_uam.vacuity_auroc_notMNIST", 0.9, (0.85, 0.95), n=100),  # > 0.8: supported
+        judge_interval("04_uam.deletion_vam_a_changes_vacuity_less_than_random", 0.01, (0.005, 0.02), n=100),
+        judge_interval("04_uam.dam_mass_on_strokes", 1.0, (0.9, 1.1), n=100),  # > 1: inconclusive
+    ]
+    write_results("04_uam", "cpu", {"x": 1.0}, claims, device="cpu", wall_time_s=1.0, root=tmp_path / "results")
+    _write(tmp_path / "results", "02_ua_backprop", "cpu", [check_claim("c", "s", 1.0, ">", 0.0, paper="p")])
+    out = tmp_path / "book" / "generated"
+    out.mkdir(parents=True)
+    (out / "report_forest_99_gone.png").write_bytes(b"stale")
+    page = report.write_pages(tmp_path)[0]
+    png = out / "report_forest_04_uam.png"
+    assert png.exists() and png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "report_forest_99_gone.png").exists()  # a plot of a chapter without results goes
+    assert not (out / "report_forest_02_ua_backprop.png").exists()  # no interval: nothing to plot
+    text = page.read_text()
+    assert "```{figure} report_forest_04_uam.png" in text  # relative to the page: Sphinx copies it
+    alt = next(line for line in text.splitlines() if line.startswith(":alt: ") and "04_uam" in line)
+    assert "1 supported, 1 refuted, 1 inconclusive" in alt
+    assert "signed distance from its threshold" in text
+    assert "No claim of this chapter has an interval yet: 1 claim result (`cpu`: 1)" in text
+    # every image the page names exists next to it
+    for name in re.findall(r"```\{figure\} (\S+)", text):
+        assert (out / name).exists()
+    # headings never skip a level
+    levels = [len(line) - len(line.lstrip("#")) for line in text.splitlines() if re.match(r"#+ ", line)]
+    assert levels[0] == 1 and all(b <= a + 1 for a, b in zip(levels, levels[1:]))
+
+
+def test_report_without_a_figures_folder_references_no_image():
+    runs = {"cpu": {"claims": [_engine("04_uam.up", 0.9, (0.85, 0.95), ">", 0.8, "supported")], "metadata": {}}}
+    text = report.reproduction_report({"04_uam": runs}, unchecked_claims=[], paper_refs={})
+    assert "{figure}" not in text and ".png" not in text
+
+
+def test_report_counts_verdicts_per_chapter_and_per_paper_and_lists_unchecked_claims():
+    a = _engine("04_uam.a", 0.9, (0.85, 0.95), ">", 0.8, "supported")
+    b = _engine("04_uam.b", 0.7, (0.6, 0.75), ">", 0.8, "refuted")
+    c = _engine("04_uam.c", 0.8, (0.7, 0.9), ">", 0.8, "inconclusive")
+    d = _engine("08_method_comparison.d", 0.1, (0.05, 0.2), ">", 0.0, "supported", paper="wang2023gradient")
+    old = {"id": "o", "statement": "old one", "measured": 1.0, "threshold": 0.0, "op": ">", "passed": False}
+    results = {
+        "04_uam": {"cpu": {"claims": [a, b, c]}, "tiny": {"claims": [a, a]}},
+        "08_method_comparison": {"cpu": {"claims": [d, old]}},
+    }
+    refs = {"wang2023gradient": "Wang et al. 2023", "jeong2026visualizing": "Jeong et al. 2026"}
+    items = [{"paper": "ardis2024extracting", "claim": "works on edge devices", "reason": "no edge device here"}]
+    text = report.reproduction_report(results, unchecked_claims=items, paper_refs=refs)
+    lines = text.splitlines()
+    uam = next(x for x in lines if x.startswith("| {doc}`../chapters/04_uam`"))
+    assert uam == (
+        "| {doc}`../chapters/04_uam` | 2 supported · 0 refuted · 0 inconclusive"
+        " | 1 supported · 1 refuted · 1 inconclusive | not run |"
+    )
+    mixed = next(x for x in lines if x.startswith("| {doc}`../chapters/08_method_comparison`"))
+    assert "1 supported · 0 refuted · 0 inconclusive; without interval 0/1 pass" in mixed
+    jeong = next(x for x in lines if x.startswith("| Jeong et al. 2026"))
+    assert (
+        jeong
+        == "| Jeong et al. 2026 | 2 supported · 0 refuted · 0 inconclusive | 1 supported · 1 refuted · 1 inconclusive |"
+    )
+    wang = next(x for x in lines if x.startswith("| Wang et al. 2023"))
+    assert wang == "| Wang et al. 2023 | – | 1 supported · 0 refuted · 0 inconclusive |"
+    assert lines.index(wang) < lines.index(jeong)  # the registry's order of papers
+    assert report.verdict_counts([a, b, c, old]) == {"supported": 1, "refuted": 1, "inconclusive": 1, "no interval": 1}
+    # the registry's unchecked list is a section of its own
+    assert "## What no chapter checks" in text
+    assert "| ardis2024extracting | works on edge devices | no edge device here |" in text
+    assert "The registry lists none." in report.reproduction_report(results, unchecked_claims=[], paper_refs=refs)
