@@ -106,7 +106,6 @@ V, T = ValueError, TypeError
 DTYPE = r"x.*float32.*float64"  # a float64 input to a float32 model: names both dtypes
 NAN = r"x.*NaN"
 EMPTY = r"x.*at least one"
-XFAIL_GM = pytest.mark.xfail(strict=True, reason="fixed by the gradient_metrics split")
 
 
 def _posterior_cases() -> list[Case]:
@@ -806,15 +805,12 @@ def _gradient_metrics_cases() -> list[Case]:
         Case("gradient_metrics-x-float64", lambda: gm(mlp(), xt().double()), (V, T), r"x.*float64.*float32"),
         Case("gradient_metrics-x-nan", lambda: gm(mlp(), nan(xt())), V, NAN),
         Case("gradient_metrics-x-empty", lambda: gm(mlp(), xt(0)), V, EMPTY),
-        Case(
-            "gradient_metrics-x-wrong-features", lambda: gm(mlp(), xt(f=F_IN + 1)), V, r"x.*shape \(2, 7\)", (XFAIL_GM,)
-        ),
+        Case("gradient_metrics-x-wrong-features", lambda: gm(mlp(), xt(f=F_IN + 1)), V, r"x.*shape \(2, 7\)"),
         Case(
             "gradient_metrics-labels-float",
             lambda: gm(mlp(), xt(), labels=torch.zeros(2)),
             T,
             r"labels must have an integer dtype.*float32",
-            (XFAIL_GM,),
         ),
         Case(
             "gradient_metrics-method-unknown", lambda: gm(mlp(), xt(), method="autograd"), V, r"method must be one of"
@@ -927,7 +923,7 @@ def _justification_cases() -> list[Case]:
 
 
 def _planted_cases() -> list[Case]:
-    """plant_patches is being restructured on another branch: its failures are xfails, not fixes."""
+    """plant_patches' mistakes."""
     from ualib.data.planted import plant_patches
 
     def pp(x=None, patches=None, **kw):
@@ -957,6 +953,42 @@ def _planted_cases() -> list[Case]:
     ]
 
 
+def _covariance_cases() -> list[Case]:
+    cases = [
+        Case(
+            "random_attribution-x-list", lambda: ualib.random_attribution([[0.0, 1.0]]), T, r"x must be a torch.Tensor"
+        ),
+        Case(
+            "random_attribution-x-wrong-ndim", lambda: ualib.random_attribution(xt()[0]), V, r"x must be a batch shaped"
+        ),
+        Case("random_attribution-x-nan", lambda: ualib.random_attribution(nan(xt())), V, NAN),
+        Case(
+            "random_attribution-seed-float", lambda: ualib.random_attribution(xt(), seed=0.5), T, r"seed must be an int"
+        ),
+    ]
+    for name in ("covariance_attribution", "cov_gi", "cov_ig"):
+        fn = getattr(ualib, name)
+        cases += [
+            Case(f"{name}-posterior-module", lambda fn=fn: fn(mlp(), xt()), T, r"posterior must be a ualib Posterior"),
+            Case(f"{name}-x-wrong-ndim", lambda fn=fn: fn(mcd(), xt()[0]), V, r"x must have .* dimensions"),
+            Case(f"{name}-x-nan", lambda fn=fn: fn(mcd(), nan(xt())), V, NAN),
+            Case(f"{name}-x-float64", lambda fn=fn: fn(mcd(), xt().double()), (V, T), DTYPE),
+            Case(f"{name}-x-empty", lambda fn=fn: fn(mcd(), xt(0)), V, EMPTY),
+            # the per-sample inputs [S, B, F] reach the network: the message names x and both shapes
+            Case(f"{name}-x-wrong-features", lambda fn=fn: fn(mcd(), xt(f=F_IN + 1)), V, r"x: .*cannot take.*7 and 6"),
+            Case(f"{name}-steps-zero", lambda fn=fn: fn(mcd(), xt(), steps=0), V, r"steps must be a positive int"),
+        ]
+    cases += [
+        Case("covariance_attribution-explanation-unknown",
+             lambda: ualib.covariance_attribution(mcd(), xt(), explanation="lrp"), V, r"explanation must be one of"),
+        Case("covariance_attribution-output-unknown",
+             lambda: ualib.covariance_attribution(mcd(), xt(), output="entropy"), V, r"output must be one of"),
+        Case("cov_gi-kind-epistemic", lambda: ualib.cov_gi(mcd(), xt(), kind="epistemic"), V, r"kind must be one of"),
+        Case("cov_ig-indices-out-of-range", lambda: ualib.cov_ig(mcd(), xt(), indices=[7]), V, r"indices"),
+    ]  # fmt: skip
+    return cases
+
+
 CASES = (
     _planted_cases()
     + _posterior_cases()
@@ -966,6 +998,7 @@ CASES = (
     + _uncertainty_cases()
     + _attribution_cases()
     + _gradient_metrics_cases()
+    + _covariance_cases()
     + _justification_cases()
 )
 #: entry points of the library checked beyond ualib.__all__

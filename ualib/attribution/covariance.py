@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._checks import check_choice, check_positive_int, check_tensor, model_input_errors
 from ualib.posteriors import Posterior
 
 __all__ = ["COV_EXPLANATIONS", "covariance_attribution", "cov_gi", "cov_ig", "covariance_from_explanations"]
@@ -137,13 +137,17 @@ def covariance_attribution(
     """
     if not isinstance(posterior, Posterior):
         raise TypeError(f"posterior must be a ualib Posterior, got {type(posterior).__name__}")
-    x = check_tensor(x, "x", ndim=(2, 3, 4))
+    x = check_tensor(x, "x", ndim=(2, 3, 4), nonempty=True)
     check_choice(explanation, "explanation", COV_EXPLANATIONS)
     check_choice(output, "output", ("probs", "logits"))
     steps = check_positive_int(steps, "steps")
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
     idx = list(range(posterior.num_samples)) if indices is None else [int(i) for i in indices]
+    if not idx or min(idx) < 0 or max(idx) >= posterior.num_samples:
+        raise ValueError(
+            f"indices must be a non-empty list of posterior samples in [0, {posterior.num_samples - 1}], got {idx}"
+        )
     if isinstance(baseline, torch.Tensor):
         base_full = torch.broadcast_to(baseline.to(x.device, x.dtype), x.shape)
     elif isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
@@ -153,10 +157,11 @@ def covariance_attribution(
     if explanation == "gradient_x_input":
         base_full = torch.zeros_like(x)
     step = batch_size or len(x)
-    parts = [
-        _cov_batch(posterior, x[i : i + step], base_full[i : i + step], explanation, output, steps, idx)
-        for i in range(0, len(x), step)
-    ]
+    with model_input_errors("x", x, "the posterior's network"):
+        parts = [
+            _cov_batch(posterior, x[i : i + step], base_full[i : i + step], explanation, output, steps, idx)
+            for i in range(0, len(x), step)
+        ]
     out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     return out if return_details else out["attribution"]
 

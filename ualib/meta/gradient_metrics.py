@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ualib._checks import check_choice, check_positive_int, check_tensor
+from ualib._checks import check_choice, check_positive_int, check_tensor, model_input_errors
 from ualib._progress import progress_bar
 from ualib.posteriors._base import preserve_mode
 from ualib.uncertainty import total_entropy
@@ -358,7 +358,8 @@ def gradient_metrics(
     columns: dict[str, list[torch.Tensor]] = {}
     all_logits = []
     with preserve_mode(model, False):
-        step = chunk_size or auto_chunk_size(model, x, groups, memory_mb)
+        with model_input_errors("x", x):
+            step = chunk_size or auto_chunk_size(model, x, groups, memory_mb)
         starts = progress_bar(range(0, len(x), step), progress=progress, desc="gradient metrics", unit="chunk")
         chunks = (
             (x[i : i + step].to(device), None if labels is None else labels[i : i + step].to(device)) for i in starts
@@ -395,7 +396,7 @@ def _check_arguments(
     if x.dtype != ref.dtype:
         raise ValueError(f"x has dtype {x.dtype} but the model's parameters have {ref.dtype}; cast one of them")
     if labels is not None:
-        check_tensor(labels, "labels", ndim=1, floating=False)
+        check_tensor(labels, "labels", ndim=1, floating=False, integer=True)
         if len(labels) != len(x):
             raise ValueError(f"labels must have shape [{len(x)}], got {tuple(labels.shape)}")
     if x.shape[0] == 0:
@@ -429,7 +430,7 @@ def _vmap_metrics(model: nn.Module, groups: Sequence[str], chunks: _Chunks, summ
     loss, diff = _functional_loss(model, groups)
     per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
     for xc, given in chunks:
-        with torch.no_grad():
+        with torch.no_grad(), model_input_errors("x", xc):
             logits = model(xc)
         yield logits, _statistics(per_sample(diff, xc, _labels(logits, given)), *summary)
 
@@ -438,7 +439,7 @@ def _loop_metrics(model: nn.Module, groups: Sequence[str], chunks: _Chunks, summ
     """``method="loop"``: one :func:`torch.autograd.grad` per sample (the slow reference)."""
     loss, diff = _functional_loss(model, groups)
     for xc, given in chunks:
-        with torch.no_grad():
+        with torch.no_grad(), model_input_errors("x", xc):
             logits = model(xc)
         yield logits, _statistics(_loop_gradients(loss, diff, xc, _labels(logits, given)), *summary)
 
@@ -578,7 +579,8 @@ def _hooks_chunk(
     handles = [layer.module.register_forward_hook(partial(layer.forward_hook, copy)) for layer in layers]
     try:
         with torch.enable_grad():
-            logits = model(xc)
+            with model_input_errors("x", xc):
+                logits = model(xc)
             yc = _labels(logits.detach(), given)
             loss = F.cross_entropy(logits, yc, reduction="sum")  # sum of the per-sample losses
             for layer in layers:
