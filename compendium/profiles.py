@@ -53,6 +53,7 @@ _UA_TINY: dict[str, Any] = {
     "smoothgrad_samples": 16,
     "blur_sigma": 1.0,
     "max_fraction": 0.2,
+    "timing_repeats": 5,
     "cifar": False,
     "cifar_epochs": 0,
     "cifar_width": 16,
