@@ -34,6 +34,7 @@ _BASICS_TINY: dict[str, Any] = {
     "dropout": 0.3,
     "device": "cpu",
     "seed": 0,
+    "seeds": [0],
 }
 
 _UA_TINY: dict[str, Any] = {
@@ -52,6 +53,7 @@ _UA_TINY: dict[str, Any] = {
     "smoothgrad_samples": 16,
     "blur_sigma": 1.0,
     "max_fraction": 0.2,
+    "timing_repeats": 5,
     "cifar": False,
     "cifar_epochs": 0,
     "cifar_width": 16,
@@ -325,6 +327,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n_ood": 2000,
             "epochs": {"mc_dropout": 3, "ensemble": 3, "edl": 5},
             "batch_size": 128,
+            "seeds": [0, 1, 2],
         },
         "02_ua_backprop": {
             **_UA_TINY,
@@ -458,6 +461,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 128,
             "num_samples": 50,
             "device": "cuda",
+            "seeds": [0, 1, 2],
         },
         "02_ua_backprop": {
             **_UA_TINY,
