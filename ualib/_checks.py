@@ -77,10 +77,13 @@ def check_probs(
     probs: object, name: str = "probs", *, ndim: int | Sequence[int] = 3, atol: float | None = None
 ) -> torch.Tensor:
     """Check a tensor of categorical probabilities (last axis sums to one, entries in [0, 1])."""
-    p = check_tensor(probs, name, ndim=ndim, nonempty=True)
+    p = check_tensor(probs, name, ndim=ndim, nonempty=True, finite=False)
     if p.shape[-1] < 2:
         raise ValueError(f"{name} must have at least 2 classes on its last axis, got shape {tuple(p.shape)}")
-    if (p < 0).any() or (p > 1).any():
+    lo, hi = (float(v) for v in torch.aminmax(p))  # one pass; NaN propagates into both
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if lo < 0 or hi > 1:
         raise ValueError(f"{name} must lie in [0, 1]; did you pass logits instead of probabilities?")
     tol = atol if atol is not None else (1e-4 if p.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-8)
     err = (p.sum(-1) - 1).abs().max().item() if p.numel() else 0.0

@@ -288,3 +288,14 @@ def test_metric_errors():
         M.auroc({1: 2}, np.array([1.0]))
     with pytest.raises(ValueError, match="eps"):
         M.nll(P4, Y4, eps=0.0)
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 3, 7, 10, 15, 20, 100])
+def test_bin_index_equals_searchsorted_also_on_the_edges(n_bins):
+    from ualib.metrics.predictive import _bin_index
+
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    rng = np.random.default_rng(n_bins)
+    conf = np.concatenate([rng.random(20_000), edges, np.nextafter(edges, 2.0), np.nextafter(edges, -1.0).clip(0)])
+    expected = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    np.testing.assert_array_equal(_bin_index(conf, edges), expected)

@@ -73,15 +73,18 @@ def _as_torch(x: object, name: str) -> torch.Tensor:
     raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(x).__name__}")
 
 
-def _probs(probs: object) -> np.ndarray:
+def _checked_probs(probs: object) -> torch.Tensor:
     p = _as_torch(probs, "probs")
     if p.ndim == 3:
         raise ValueError(
             f"probs must be the predictive distribution [B, K], got shape {tuple(p.shape)}; for "
             "[S, B, K] posterior samples pass probs.mean(0)"
         )
-    check_probs(p, "probs", ndim=2, atol=_PROB_ATOL)
-    return p.cpu().double().numpy()
+    return check_probs(p, "probs", ndim=2, atol=_PROB_ATOL)
+
+
+def _probs(probs: object) -> np.ndarray:
+    return _checked_probs(probs).cpu().double().numpy()
 
 
 def _labels(y: object, n: int, k: int) -> np.ndarray:
@@ -175,6 +178,18 @@ def nll(probs: ArrayLike, y: ArrayLike, eps: float = 1e-12) -> float:
     return float(-np.mean(np.log(np.maximum(py, eps))))
 
 
+def _bin_index(conf: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin ``m`` of each confidence, ``edges[m] < conf <= edges[m + 1]`` (0 goes to bin 0), for the
+    equal-width ``edges`` of ``np.linspace(0, 1, M + 1)``: ``ceil(conf * M)`` counts the edges below
+    ``conf`` up to one rounding step, which one comparison on each side corrects. The same bins as
+    ``np.searchsorted(edges, conf) - 1``, at half its cost (tested against it, edges included)."""
+    m = len(edges) - 1
+    k = np.clip(np.ceil(conf * m).astype(np.int64), 0, m)
+    k -= (k > 0) & (edges[np.maximum(k - 1, 0)] >= conf)
+    k += edges[np.minimum(k, m)] < conf
+    return np.clip(k - 1, 0, m - 1)
+
+
 def reliability_diagram(probs: ArrayLike, y: ArrayLike, n_bins: int = 15) -> dict[str, np.ndarray]:
     """Per-bin confidence and accuracy of the top-1 prediction (equal-width confidence bins).
 
@@ -201,14 +216,16 @@ def reliability_diagram(probs: ArrayLike, y: ArrayLike, n_bins: int = 15) -> dic
     Guo et al. (2017), §2; Naeini et al. (2015).
     """
     check_positive_int(n_bins, "n_bins")
-    p = _probs(probs)
+    p = _checked_probs(probs)
     t = _labels(y, p.shape[0], p.shape[1])
-    if p.shape[0] == 0:
-        raise ValueError("probs must hold at least one input, got B = 0")
-    conf = p.max(axis=1)
-    correct = (p.argmax(axis=1) == t).astype(np.float64)
+    # the largest probability and its class in the input's own dtype (one pass, no float64 copy of
+    # [B, K]): the maximum of float32 numbers is exactly representable, so the float64 confidences and
+    # the first-maximum arg-max are those of a float64 computation
+    top, pred = p.max(dim=1)
+    conf = top.cpu().double().numpy()
+    correct = (pred.cpu().numpy() == t).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    idx = _bin_index(conf, edges)
     count = np.bincount(idx, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         bin_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
