@@ -236,31 +236,32 @@ def cost_scaling(
     )
     rows = []
 
-    def gp_row(sweep: str, P: int, N: int) -> None:
-        gp = SparseGP(P, iterations=0, seed=seed).fit(h[:N], y[:N], num_classes=reference.num_classes_, **hyper)
+    def add_row(
+        sweep: str,
+        method: str,
+        P: int | None,
+        N: int,
+        fitted: SparseGP | KNNJustifier,
+        query: Callable[[torch.Tensor], object],
+    ) -> None:
         rows.append(
             dict(
                 sweep=sweep,
-                method="sparse GP",
+                method=method,
                 P=P,
                 N=N,
-                memory_bytes=gp.memory_bytes(),
-                query_ms=1e3 * query_seconds(gp.predict, queries, repeats=repeats),
+                memory_bytes=fitted.memory_bytes(),
+                query_ms=1e3 * query_seconds(query, queries, repeats=repeats),
             )
         )
 
+    def gp_row(sweep: str, P: int, N: int) -> None:
+        gp = SparseGP(P, iterations=0, seed=seed).fit(h[:N], y[:N], num_classes=reference.num_classes_, **hyper)
+        add_row(sweep, "sparse GP", P, N, gp, gp.predict)
+
     def knn_row(sweep: str, N: int) -> None:
         knn = KNNJustifier(k).fit(h[:N], y[:N], num_classes=reference.num_classes_)
-        rows.append(
-            dict(
-                sweep=sweep,
-                method="kNN",
-                P=None,
-                N=N,
-                memory_bytes=knn.memory_bytes(),
-                query_ms=1e3 * query_seconds(knn.query, queries, repeats=repeats),
-            )
-        )
+        add_row(sweep, "kNN", None, N, knn, knn.query)
 
     for N in train_grid:
         gp_row("N", num_inducing, N)

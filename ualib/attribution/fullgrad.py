@@ -37,7 +37,7 @@ References
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -495,6 +495,23 @@ class FullGrad:
         self._ensure_checked(x)
         return self._decompose(x, class_index)
 
+    def _batched_maps(
+        self,
+        x: torch.Tensor,
+        class_index: int | torch.Tensor,
+        batch_size: int | None,
+        to_map: Callable[[FullGradDecomposition, tuple[int, int]], torch.Tensor],
+    ) -> torch.Tensor:
+        """``to_map`` of the decomposition of each micro-batch of ``x``, concatenated over the batch."""
+        x = self._check_x(x, ndim=(4,)).detach()
+        batch_size = check_batch_size(batch_size)
+        self._ensure_checked(x)
+        size = tuple(x.shape[-2:])
+        parts = []
+        for a, b in chunks(x.shape[0], batch_size):
+            parts.append(to_map(self._decompose(x[a:b], _slice_class_index(class_index, a, b)), size))
+        return torch.cat(parts)
+
     def signed_map(
         self, x: torch.Tensor, class_index: int | torch.Tensor, *, batch_size: int | None = None
     ) -> torch.Tensor:
@@ -519,15 +536,7 @@ class FullGrad:
         torch.Tensor
             ``[B, 1, H, W]``, signed, detached; ``map.sum((1, 2, 3))`` equals ``f(x)``.
         """
-        x = self._check_x(x, ndim=(4,)).detach()
-        batch_size = check_batch_size(batch_size)
-        self._ensure_checked(x)
-        parts = []
-        for a, b in chunks(x.shape[0], batch_size):
-            parts.append(
-                self._signed(self._decompose(x[a:b], _slice_class_index(class_index, a, b)), tuple(x.shape[-2:]))
-            )
-        return torch.cat(parts)
+        return self._batched_maps(x, class_index, batch_size, self._signed)
 
     @staticmethod
     def _signed(dec: FullGradDecomposition, size: tuple[int, int]) -> torch.Tensor:
@@ -565,15 +574,7 @@ class FullGrad:
         torch.Tensor
             ``[B, 1, H, W]``, ``>= 0``, detached.
         """
-        x = self._check_x(x, ndim=(4,)).detach()
-        batch_size = check_batch_size(batch_size)
-        self._ensure_checked(x)
-        parts = []
-        for a, b in chunks(x.shape[0], batch_size):
-            parts.append(
-                self._display(self._decompose(x[a:b], _slice_class_index(class_index, a, b)), tuple(x.shape[-2:]))
-            )
-        return torch.cat(parts)
+        return self._batched_maps(x, class_index, batch_size, self._display)
 
     @staticmethod
     def _display(dec: FullGradDecomposition, size: tuple[int, int]) -> torch.Tensor:
