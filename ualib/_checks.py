@@ -80,7 +80,7 @@ def check_probs(
     p = check_tensor(probs, name, ndim=ndim, nonempty=True, finite=False)
     if p.shape[-1] < 2:
         raise ValueError(f"{name} must have at least 2 classes on its last axis, got shape {tuple(p.shape)}")
-    lo, hi = (float(v) for v in torch.aminmax(p))  # one pass; NaN propagates into both
+    lo, hi = (float(v) for v in torch.aminmax(p.detach()))  # one pass; NaN propagates into both
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinite values")
     if lo < 0 or hi > 1:
