@@ -217,3 +217,20 @@ def test_compare_trees_reads_the_spread_file_and_the_cli_writes_it(tmp_path, cap
     assert compare_trees(tmp_path / "ref", tmp_path / "res", "tiny", [Rule("*", abs=0.01, why="x")])["01_x"] == []
     with pytest.raises(SystemExit):
         reproduce.main([*args, "--write-spread", "one=/tmp/x"])
+
+
+def test_every_claim_rule_matches_a_claim_of_the_committed_results():
+    """A tolerance rule written for particular claims still matches one of them: a claim renamed in the
+    registry (e.g. "edl_..." -> "01_uncertainty_basics.edl_...") must not leave its rule behind silently."""
+    import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    keys = set()
+    for path in [*(root / "tests" / "reference" / "tiny").glob("*.json"), *(root / "results" / "cpu").glob("*.json")]:
+        doc = json.loads(path.read_text())
+        keys |= {f"{path.stem}:claims/{c['id']}" for c in doc.get("claims", [])}
+    specific = [r for r in load_tolerances() if "claims/" in r.pattern and not r.pattern.endswith(":claims/*")]
+    assert specific
+    orphans = [r.pattern for r in specific if not any(fnmatch.fnmatchcase(k, r.pattern) for k in keys)]
+    assert not orphans, orphans
