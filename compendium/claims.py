@@ -63,6 +63,8 @@ __all__ = [
     "judge_interval",
     "check",
     "verdict",
+    "glue_texts",
+    "glue",
 ]
 
 REGISTRY_PATH = Path(__file__).with_name("claims.yml")
@@ -490,3 +492,40 @@ def check(id: str, statement: str, *, value: float, op: str, bound: float) -> Ch
         raise ValueError(f"op must be one of {list(_OPS)}, got {op!r}")
     v = float(value)
     return Check(str(id), str(statement), v, op, float(bound), (not math.isnan(v)) and bool(_OPS[op](v, float(bound))))
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
+def glue_texts(claims: Sequence[ClaimResult] = (), checks: Sequence[Check] = ()) -> dict[str, str]:
+    """The texts a chapter's Discussion quotes, keyed by id: so that a rerun cannot leave old numbers in prose.
+
+    For each claim ``<id>``: ``"estimate (95 % CI lo to hi)"``, and ``<id>.verdict``; for each check: its value.
+    Three significant digits, as in the results tables.
+    """
+    out: dict[str, str] = {}
+    for c in claims:
+        d = c.to_dict()
+        lo, hi = d["ci"]
+        out[d["id"]] = f"{_fmt(d['estimate'])} (95 % CI {_fmt(lo)} to {_fmt(hi)})"
+        out[d["id"] + ".verdict"] = str(d["verdict"])
+    for k in checks:
+        out[k.id] = _fmt(k.value)
+    return out
+
+
+def glue(
+    claims: Sequence[ClaimResult] = (), checks: Sequence[Check] = (), values: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """myst-nb ``glue`` every text of :func:`glue_texts` (and each ``values`` entry) without displaying it.
+
+    The Discussion then writes ``{glue:text}`<chapter>.<name>``` and ``...verdict``. Returns the glued texts.
+    """
+    from myst_nb import glue as _glue
+
+    texts = glue_texts(claims, checks)
+    texts.update({str(k): str(v) for k, v in (values or {}).items()})
+    for key, text in texts.items():
+        _glue(key, text, display=False)
+    return texts

@@ -233,3 +233,18 @@ def test_registry_rejects_malformed_entries(tmp_path, field, value, match):
     path.write_text(bad)
     with pytest.raises(ValueError, match=match):
         C.load_registry(path)
+
+
+def test_glue_texts_quote_estimate_interval_verdict_and_check_values():
+    spec = _spec(id="99_test.gap")
+    res = C.judge_interval("99_test.gap", 0.123456, (0.1, 0.2), n=10, spec=spec)
+    chk = C.check("99_test.exact", "identity", value=3.2e-7, op="<", bound=1e-5)
+    texts = C.glue_texts([res], [chk])
+    assert texts == {
+        "99_test.gap": "0.123 (95 % CI 0.1 to 0.2)",
+        "99_test.gap.verdict": "supported",
+        "99_test.exact": "3.2e-07",
+    }
+    # NaN intervals (an undefined statistic) are quoted as such, not as a number
+    nan = C.judge_interval("99_test.gap", float("nan"), (float("nan"), float("nan")), n=10, spec=spec)
+    assert C.glue_texts([nan])["99_test.gap"] == "nan (95 % CI nan to nan)"
