@@ -63,3 +63,20 @@ def test_benchmark_page_from_json(tmp_path):
     assert "## test-machine" in page and "| c\\|1 | p | 1 | 100.0 | 200.0 | 2.00 |" in page
     assert (tmp_path / "book" / "generated" / "bench0-FullGrad.png").stat().st_size > 1000
     assert "No benchmark results" in benchmark_page([], tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or not os.path.exists("/proc/self/clear_refs"), reason="CPU RSS only")
+def test_peak_mib_measures_a_known_allocation_every_time():
+    """Peak RSS of a call that holds a 64 MiB tensor reads 64 MiB, also on repeats: after memory_check fixes
+    glibc's mmap threshold, freed blocks go back to the system instead of hiding the next call's peak."""
+    from benchmarks.scaling import _fixed_mmap_threshold, peak_mib
+
+    _fixed_mmap_threshold()
+
+    def hold():
+        t = torch.ones(64 * 2**20 // 4)  # 64 MiB of float32, written so that every page is resident
+        return float(t[::4096].sum())
+
+    peaks = [peak_mib(hold) for _ in range(3)]
+    assert all(60 <= p <= 72 for p in peaks), peaks
+    assert peak_mib(lambda: None) < 4
