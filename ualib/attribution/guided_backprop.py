@@ -20,8 +20,16 @@ from ualib.attribution._common import (
 __all__ = ["guided_backprop", "guided_relu"]
 
 
+def _clamp_positive(grad: torch.Tensor) -> torch.Tensor:
+    return grad.clamp(min=0)
+
+
 class _GuidedReLUGrad(torch.autograd.Function):
-    """Identity on a ReLU's output ``f >= 0`` whose backward is ``1[f > 0] * max(g, 0)``."""
+    """Identity on a ReLU's output ``f >= 0`` whose backward is ``1[f > 0] * max(g, 0)``; for vmap'ed calls.
+
+    Tensor gradient hooks do not reach through ``torch.func.vmap`` (a :class:`~ualib.posteriors.DeepEnsemble`
+    runs its members that way), a custom Function with a generated vmap rule does, at the cost of a copy.
+    """
 
     generate_vmap_rule = True
 
@@ -39,12 +47,20 @@ class _GuidedReLUGrad(torch.autograd.Function):
         return grad.clamp(min=0) * (out > 0).to(grad.dtype)
 
 
+def _batched(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a functorch batched tensor (we are inside ``vmap``)."""
+    is_batched = getattr(getattr(torch._C, "_functorch", None), "is_batchedtensor", None)
+    return True if is_batched is None else bool(is_batched(t))
+
+
 @contextmanager
 def guided_relu(model: nn.Module) -> Iterator[list[int]]:
     """Inside the block, every ``nn.ReLU`` of ``model`` back-propagates only positive gradients.
 
-    A forward hook passes each ReLU's output through an identity whose backward is
-    ``1[f > 0] * max(g, 0)`` (forward values are unchanged). The hooks are removed on exit, also when
+    A forward hook registers a gradient hook on each ReLU's output that keeps ``max(g, 0)``; the ReLU's
+    own backward then multiplies by ``1[f > 0]`` (forward values are unchanged, nothing is copied; this
+    is what makes it as fast as Captum's module hooks). Inside ``vmap`` (ensemble members) the output
+    passes through an identity Function with that backward instead. The hooks are removed on exit, also when
     an exception is raised. Yields a one-element list counting how many ReLU calls were guided.
 
     Raises
@@ -64,9 +80,13 @@ def guided_relu(model: nn.Module) -> Iterator[list[int]]:
         )
     calls = [0]
 
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         calls[0] += 1
-        return _GuidedReLUGrad.apply(output)
+        if _batched(output):
+            return _GuidedReLUGrad.apply(output)
+        if output.requires_grad:
+            output.register_hook(_clamp_positive)
+        return None
 
     with forward_hooks(relus, hook):
         yield calls
