@@ -36,6 +36,14 @@ __all__ = [
     "completeness_errors",
     "stability_table",
     "uncertainty_of",
+    "same_support_baselines",
+    "per_input_localization",
+    "road_table",
+    "SURVIVES_RANDOMIZATION",
+    "randomization_table",
+    "permuted_labels",
+    "data_randomization_table",
+    "metric_agreement",
 ]
 
 #: an attribution method: ``x [B, ...] -> A`` shaped like ``x`` (or ``[B, 1, H, W]`` for Grad-CAM)
@@ -369,6 +377,37 @@ def randomization_table(
         }
         per[name] = rho[-1].numpy()
     return pd.DataFrame(rows).T, pd.DataFrame(per), res
+
+
+def permuted_labels(y: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``y`` in a seeded random order: the labels of the data-randomization test (same label counts, no
+    relation to the inputs left)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return y[torch.randperm(len(y), generator=g)]
+
+
+def data_randomization_table(
+    trained: Mapping[str, torch.Tensor], randomized: Mapping[str, torch.Tensor]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Data randomization sanity check of every method: its map of a network trained on permuted labels
+    against its map of the trained network, on the same inputs (:func:`ualib.metrics.sanity.data_randomization`).
+
+    Returns the summary (mean Spearman and SSIM, and the flag ``survives`` when the mean Spearman is
+    >= :data:`SURVIVES_RANDOMIZATION`) and the per-input Spearman [inputs x methods], in ``trained``'s order.
+    """
+    from ualib.metrics.sanity import data_randomization
+
+    res = data_randomization(trained, randomized)
+    rows = {}
+    for name in trained:
+        rho, sim = res["spearman"][name], res["ssim"][name]
+        rows[name] = {
+            "Spearman (permuted labels)": float(rho.nanmean()),
+            "SSIM (permuted labels)": float(sim.nanmean()),
+            "survives": bool(float(rho.nanmean()) >= SURVIVES_RANDOMIZATION),
+        }
+    per = pd.DataFrame({name: res["spearman"][name].numpy() for name in trained})
+    return pd.DataFrame(rows).T, per
 
 
 def metric_agreement(

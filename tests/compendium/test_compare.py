@@ -150,3 +150,33 @@ def test_randomization_table_flags_the_random_map():
     frame, per, _ = compare.randomization_table(post, make, torch.rand(4, 1, 8, 8))
     assert frame.loc["random", "survives"] and not frame.loc["gradient", "survives"]
     assert per.shape == (4, 2)
+
+
+def test_permuted_labels_keep_the_counts_and_are_seeded():
+    y = torch.arange(10).repeat(7)
+    p = compare.permuted_labels(y, seed=3)
+    assert torch.equal(torch.bincount(p), torch.bincount(y)) and not torch.equal(p, y)
+    assert torch.equal(p, compare.permuted_labels(y, seed=3)) and not torch.equal(p, compare.permuted_labels(y, seed=4))
+
+
+def test_data_randomization_table_flags_identical_maps_and_matches_scipy():
+    import numpy as np
+    import scipy.stats
+
+    g = torch.Generator().manual_seed(5)
+    ref = {"kept": torch.rand(4, 1, 8, 8, generator=g), "changed": torch.rand(4, 1, 8, 8, generator=g)}
+    rand = {"kept": 3 * ref["kept"], "changed": torch.rand(4, 1, 8, 8, generator=g)}  # a rescaled map ranks alike
+    frame, per = compare.data_randomization_table(ref, rand)
+    assert list(per.columns) == ["kept", "changed"] and per.shape == (4, 2)
+    assert frame.loc["kept", "survives"] and not frame.loc["changed", "survives"]
+    want = [scipy.stats.spearmanr(ref["changed"][i].ravel(), rand["changed"][i].ravel()).statistic for i in range(4)]
+    np.testing.assert_allclose(per["changed"].to_numpy(), want, rtol=1e-6)
+    assert frame.loc["changed", "Spearman (permuted labels)"] == pytest.approx(np.mean(want), rel=1e-6)
+
+
+def test_sanity_claims_use_the_survival_threshold():
+    from compendium import claims as C
+
+    specs = [s for k, s in C.registry().items() if "randomization_" in k and k.startswith("08_method_comparison.")]
+    assert len(specs) >= 2 * 11
+    assert all(s.threshold == compare.SURVIVES_RANDOMIZATION and s.direction == "<" for s in specs)

@@ -10,6 +10,7 @@ from torch import nn
 from ualib.attribution import gradient, random_attribution
 from ualib.metrics.sanity import (
     cascading_randomization,
+    data_randomization,
     normalised_magnitude,
     parametrized_layers,
     rankdata,
@@ -82,3 +83,36 @@ def test_cascading_randomization_changes_gradients_not_random_maps_and_leaves_or
     assert float(res["spearman"]["gradient"][-1].mean()) < 0.9
     for k, v in post.module.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_map_similarity_and_data_randomization_match_scipy_and_skimage():
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(3, 2, 9, 11, generator=g, dtype=torch.float64)
+    other = ref + 0.7 * torch.randn(3, 2, 9, 11, generator=g, dtype=torch.float64)
+    res = data_randomization({"m": ref, "same": ref}, {"m": other, "same": ref.clone(), "extra": other})
+    assert set(res["spearman"]) == {"m", "same"}
+    for i in range(3):
+        # independent computation: channel-summed |A| scaled by its maximum, then scipy / scikit-image (7 x 7 window)
+        a = np.abs(ref[i].numpy()).sum(0)
+        b = np.abs(other[i].numpy()).sum(0)
+        a, b = a / a.max(), b / b.max()
+        want_rho = scipy.stats.spearmanr(a.ravel(), b.ravel()).statistic
+        want_ssim = skimage.metrics.structural_similarity(a, b, data_range=1.0, win_size=7)
+        assert float(res["spearman"]["m"][i]) == pytest.approx(want_rho, rel=1e-12)
+        assert float(res["ssim"]["m"][i]) == pytest.approx(want_ssim, rel=1e-10)
+    torch.testing.assert_close(res["spearman"]["same"], torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(res["ssim"]["same"], torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="lacks maps"):
+        data_randomization({"m": ref}, {"other": ref})
+
+
+def test_map_similarity_window_fits_small_images():
+    from ualib.metrics.sanity import map_similarity
+
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(2, 1, 6, 6, generator=g, dtype=torch.float64)
+    b = torch.rand(2, 1, 6, 6, generator=g, dtype=torch.float64)
+    got = map_similarity(a, b)["ssim"]
+    for i in range(2):
+        x, y = a[i, 0].numpy() / a[i, 0].numpy().max(), b[i, 0].numpy() / b[i, 0].numpy().max()
+        assert float(got[i]) == pytest.approx(skimage.metrics.structural_similarity(x, y, data_range=1.0, win_size=5))

@@ -39,8 +39,10 @@ __all__ = [
     "rankdata",
     "spearman",
     "ssim",
+    "map_similarity",
     "parametrized_layers",
     "cascading_randomization",
+    "data_randomization",
 ]
 
 
@@ -116,6 +118,23 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0, win_size:
     return s.flatten(1).mean(1)
 
 
+def _window(shape: tuple[int, ...]) -> int:
+    """The SSIM window: 7, or the largest odd number that fits the image."""
+    return min(7, *[s if s % 2 else s - 1 for s in shape[-2:]])
+
+
+def map_similarity(reference: torch.Tensor, other: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Spearman rank correlation and SSIM between two batches of maps, on :func:`normalised_magnitude`.
+
+    ``reference`` and ``other`` are maps of one shape, ``[B, C, H, W]`` (or ``[B, H, W]``); returns
+    ``{"spearman": [B], "ssim": [B]}`` (float64; the SSIM window is 7, or the largest odd size that fits).
+    """
+    a, b = normalised_magnitude(reference), normalised_magnitude(other)
+    if a.shape != b.shape:
+        raise ValueError(f"reference and other must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return {"spearman": spearman(a, b), "ssim": ssim(a, b, win_size=_window(a.shape))}
+
+
 def parametrized_layers(module: nn.Module) -> list[str]:
     """Names of the submodules that own parameters directly, in registration (forward) order."""
     return [name for name, m in module.named_modules() if any(True for _ in m.parameters(recurse=False))]
@@ -179,7 +198,7 @@ def cascading_randomization(
     gen = torch.Generator().manual_seed(int(seed))
     rho = {k: [] for k in ref}
     sim = {k: [] for k in ref}
-    win = min(7, *[s if s % 2 else s - 1 for s in x.shape[-2:]])
+    win = _window(x.shape)
     for name in layers:
         _reinit(modules[name], gen)
         for k, fn in make_methods(post).items():
@@ -193,3 +212,34 @@ def cascading_randomization(
         "spearman": {k: torch.stack(v) for k, v in rho.items()},
         "ssim": {k: torch.stack(v) for k, v in sim.items()},
     }
+
+
+def data_randomization(
+    reference: Mapping[str, torch.Tensor], randomized: Mapping[str, torch.Tensor]
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Data randomization test: each method's map of a network trained on permuted labels against its map
+    of the network trained on the true labels (same architecture, same inputs).
+
+    Adebayo et al. (2018) train a copy of the network on randomly permuted labels; a map that stays
+    similar although the labels carried no information cannot explain what the network learned from
+    them. Valdenegro-Toro & Mulye (2024) apply the test to explanation uncertainty; here it is applied to
+    maps of an uncertainty target.
+
+    Parameters
+    ----------
+    reference
+        ``{method: map [B, ...]}`` of the network trained on the true labels.
+    randomized
+        ``{method: map [B, ...]}`` of the network trained on permuted labels, on the same inputs; methods
+        missing from ``reference`` are ignored.
+
+    Returns
+    -------
+    dict
+        ``"spearman"`` and ``"ssim"``: ``{method: [B]}``, :func:`map_similarity` of each pair.
+    """
+    missing = [k for k in reference if k not in randomized]
+    if missing:
+        raise ValueError(f"randomized lacks maps of {missing}")
+    sims = {k: map_similarity(reference[k].detach(), randomized[k].detach()) for k in reference}
+    return {"spearman": {k: v["spearman"] for k, v in sims.items()}, "ssim": {k: v["ssim"] for k, v in sims.items()}}
