@@ -16,6 +16,11 @@ Per page it checks:
 - no request to a host other than 127.0.0.1 / localhost (a CDN, a font service, ...).
 
 and saves a screenshot of the first screen (1280 x 900) of every page under ``book/``.
+
+On every chapter page (``book/chapters/``) it also checks the exercises (sphinx-exercise): the page has at
+least one exercise block, every solution sits behind a toggle (sphinx-togglebutton's dropdown), and each
+solution's content is hidden until its toggle is clicked and shown after; a screenshot of the first
+exercise with its opened solution is saved as ``exercise_<chapter>.png`` beside the others.
 """
 
 from __future__ import annotations
@@ -94,6 +99,21 @@ async () => {
 """
 
 
+# the exercise blocks of a page and whether each solution is a toggled dropdown
+_EXERCISES = """
+() => {
+  const main = document.querySelector('main') || document.body;
+  const solutions = Array.from(main.querySelectorAll('.solution.admonition'));
+  return {
+    exercises: main.querySelectorAll('.exercise.admonition').length,
+    solutions: solutions.length,
+    untoggled: solutions.filter(s => !(s.classList.contains('dropdown') && s.querySelector('button.toggle-button')))
+                        .map(s => s.id),
+  };
+}
+"""
+
+
 def find_chromium() -> str | None:
     """Path of the Chromium to drive: ``UALIB_CHROMIUM``, else ``/usr/bin/chromium``, else ``chromium``
     on the PATH; ``None`` when there is none."""
@@ -121,6 +141,8 @@ class PageReport:
     maths: int = 0
     links: int = 0
     screenshot: Path | None = None
+    exercises: int = 0
+    exercise_screenshot: Path | None = None
 
 
 @dataclass
@@ -357,5 +379,55 @@ def _check_page(
         # chapters/04_uam and prefaces/04_uam share a stem: name the shot by its folder too
         rep.screenshot = shots / (Path(name).relative_to("book").with_suffix("").as_posix().replace("/", "_") + ".png")
         page.screenshot(path=str(rep.screenshot))
+    if name.startswith("book/chapters/"):
+        rep.problems += _check_exercises(page, name, rep, shots)
     rep.problems[:0] = current  # JavaScript errors and failed requests logged while the page was open
     return rep
+
+
+def _check_exercises(page, name: str, rep: PageReport, shots: Path | None) -> list[str]:
+    """A chapter page's exercises: present, every solution hidden until its toggle is clicked, then shown."""
+    info = page.evaluate(_EXERCISES)
+    rep.exercises = info["exercises"]
+    problems = []
+    if not info["exercises"]:
+        problems.append("no exercise block on a chapter page")
+    if info["solutions"] < info["exercises"]:
+        problems.append(f"{info['exercises']} exercises but only {info['solutions']} solutions")
+    problems += [f"solution {sid!r} is not behind a toggle" for sid in info["untoggled"]]
+    solutions = page.locator("main .solution.admonition.dropdown")
+    for i in range(solutions.count()):
+        sol = solutions.nth(i)
+        body = sol.locator(":scope > :not(.admonition-title)")
+        if body.count() == 0:
+            problems.append(f"solution {i + 1} has no content")
+            continue
+        if any(body.nth(j).is_visible() for j in range(body.count())):
+            problems.append(f"solution {i + 1} is shown before its toggle is clicked")
+        button = sol.locator(":scope > .admonition-title button.toggle-button")
+        if button.count() == 0:
+            continue  # reported as not behind a toggle
+        button.first.click()
+        try:
+            body.first.wait_for(state="visible", timeout=5000)
+        except Exception:  # playwright's TimeoutError
+            problems.append(f"solution {i + 1} stays hidden after its toggle is clicked")
+            continue
+        if i == 0 and shots is not None:
+            first = page.locator("main .exercise.admonition").first
+            boxes = [b for b in (first.bounding_box(), sol.bounding_box()) if b is not None]
+            if boxes:
+                first.scroll_into_view_if_needed()
+                boxes = [b for b in (first.bounding_box(), sol.bounding_box()) if b is not None]
+                top = min(b["y"] for b in boxes)
+                left = min(b["x"] for b in boxes)
+                bottom = max(b["y"] + b["height"] for b in boxes)
+                right = max(b["x"] + b["width"] for b in boxes)
+                scroll = page.evaluate("() => [window.scrollX, window.scrollY]")
+                rep.exercise_screenshot = shots / f"exercise_{Path(name).stem}.png"
+                page.screenshot(
+                    path=str(rep.exercise_screenshot),
+                    full_page=True,
+                    clip={"x": left + scroll[0], "y": top + scroll[1], "width": right - left, "height": bottom - top},
+                )
+    return problems

@@ -42,6 +42,10 @@ __all__ = [
     "claims_table",
     "environment_metadata",
     "validate_claims",
+    "running_times",
+    "format_duration",
+    "running_time_line",
+    "show_running_time",
 ]
 
 _OPS = {
@@ -290,3 +294,55 @@ def claims_table(claims: list[Any]):
             }
         )
     return pd.DataFrame(rows, columns=["verdict", "estimate", "95 % CI", "threshold", "n", "seeds", "claim"])
+
+
+#: where the committed run of each profile keeps its results (relative to the checkout): the tiny
+#: reference the tests compare with, and the reference runs under results/
+_COMMITTED = {"tiny": ("tests", "reference", "tiny"), "cpu": ("results", "cpu"), "gpu": ("results", "gpu")}
+
+
+def running_times(chapter: str, root: str | os.PathLike | None = None) -> dict[str, float | None]:
+    """Wall time in seconds of the committed run of ``chapter`` in each profile, read from its results'
+    ``metadata.wall_time_s``: ``tiny`` from ``tests/reference/tiny``, ``cpu`` and ``gpu`` from
+    ``results/<profile>``; ``None`` for a profile with no committed results file (or no recorded time).
+
+    ``root`` is the checkout (default: the one ``ualib`` runs from). ``UALIB_RESULTS`` is ignored on
+    purpose: a chapter states the time of the committed runs, not of a scratch run.
+    """
+    base = Path(root) if root is not None else repo_root()
+    out: dict[str, float | None] = {}
+    for profile, parts in _COMMITTED.items():
+        path = None if base is None else base.joinpath(*parts, f"{chapter}.json")
+        if path is None or not path.is_file():
+            out[profile] = None
+            continue
+        wall = json.loads(path.read_text()).get("metadata", {}).get("wall_time_s")
+        out[profile] = None if wall is None else float(wall)
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``2 min 03 s``, ``1 h 05 min``: a wall time as a reader says it (rounded to the second)."""
+    s = round(float(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def running_time_line(chapter: str, root: str | os.PathLike | None = None) -> str:
+    """One Markdown line: the chapter's running time per profile (:func:`running_times`), "not yet run"
+    where a profile has no committed results."""
+    times = running_times(chapter, root)
+    parts = [f"`{profile}` {'not yet run' if t is None else format_duration(t)}" for profile, t in times.items()]
+    return (
+        "**Running time** (wall time of the committed runs, from their results' metadata): " + " · ".join(parts) + "."
+    )
+
+
+def show_running_time(chapter: str, root: str | os.PathLike | None = None) -> None:
+    """Display :func:`running_time_line` as Markdown in a notebook (the book renders it as text)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(running_time_line(chapter, root)))

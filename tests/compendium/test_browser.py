@@ -161,6 +161,11 @@ def test_every_page_renders_offline_in_chromium(tiny_book, capsys):
         page = next(p for p in report.pages if p.page == f"book/chapters/{name}.html")
         assert page.images > 0, page  # every chapter shows figures
         assert page.screenshot is not None and page.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # exercises: 3-5 blocks, every solution hidden until its toggle was clicked (else a problem above),
+        # and a screenshot of the first exercise with its opened solution
+        assert 3 <= page.exercises <= 5, page
+        assert page.exercise_screenshot == SHOTS / f"exercise_{name}.png"
+        assert page.exercise_screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sum(p.maths for p in report.pages) > 0  # MathJax had something to typeset
     assert report.external_requests == []
 
@@ -281,6 +286,16 @@ def _site(root: Path, mathjax: Path) -> Path:
         "<div class='system-message'>Unknown directive</div>"
         "<script>notDefinedAnywhere()</script></main></body></html>"
     )
+    (html / "book" / "chapters").mkdir()
+    (html / "book" / "chapters" / "ex.html").write_text(
+        "<html><body><main><h1>A chapter whose solution shows</h1>"
+        "<div class='exercise admonition' id='ex-1'><p class='admonition-title'>Exercise 1</p><p>Do it.</p></div>"
+        "<div class='solution admonition' id='sol-1'><p class='admonition-title'>Solution</p><p>Done.</p></div>"
+        "</main></body></html>"
+    )
+    (html / "book" / "chapters" / "none.html").write_text(
+        "<html><body><main><h1>A chapter without exercises</h1><p>Only prose here.</p></main></body></html>"
+    )
     return html
 
 
@@ -291,7 +306,13 @@ def test_browser_check_finds_each_defect(tmp_path):
     html = _site(tmp_path, _mathjax(ROOT))
     report = check_book(html, tmp_path / "shots", chromium=exe)
     by_page = {p.page: p for p in report.pages}
-    assert sorted(by_page) == ["book/bad.html", "book/good.html", "index.html"]
+    assert sorted(by_page) == [
+        "book/bad.html",
+        "book/chapters/ex.html",
+        "book/chapters/none.html",
+        "book/good.html",
+        "index.html",
+    ]
     good, bad = by_page["book/good.html"], by_page["book/bad.html"]
     assert good.problems == [] and by_page["index.html"].problems == []
     assert (good.images, good.maths, good.links) == (1, 1, 2)
@@ -308,6 +329,9 @@ def test_browser_check_finds_each_defect(tmp_path):
         "JavaScript error",
     ):
         assert expected in text, (expected, bad.problems)
+    assert by_page["book/chapters/ex.html"].problems == ["solution 'sol-1' is not behind a toggle"]
+    assert by_page["book/chapters/none.html"].problems == ["no exercise block on a chapter page"]
+    assert by_page["book/good.html"].exercises == 0  # not a chapter page: no exercises required
     assert report.external_requests == ["https://cdn.example.invalid/lib.js"]
     assert any("cdn.example.invalid" in p for p in report.problems)
     assert (tmp_path / "shots" / "good.png").is_file() and (tmp_path / "shots" / "bad.png").is_file()
