@@ -661,3 +661,11 @@ def test_fashion_mnist_from_the_installed_debian_package(tmp_path: Path) -> None
 def test_validation(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         load(**kwargs)  # type: ignore[arg-type]
+
+
+def test_max_n_caps_every_image_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    full = load("digits", "train")
+    monkeypatch.setenv(data.ENV_MAX_N, "7")
+    capped = load("digits", "train")
+    assert torch.equal(capped.x, full.x[:7]) and torch.equal(capped.y, full.y[:7])
+    assert len(load("digits", "train", n=3)) == 3 and len(load("digits", "train", n=100)) == 7
