@@ -3,6 +3,7 @@
 Usage (the Makefile calls these)::
 
     python -m compendium.book run   --profile cpu [--chapter 01_uncertainty_basics]
+    python -m compendium.book run   --smoke --chapter 06_gradient_meta_classification  # gpu parameters, CPU-sized
     python -m compendium.book build --profile cpu      # run every chapter, then jupyter-book build
     python -m compendium.book strip notebooks/*.ipynb  # keep only the nbval-checked outputs, for git
     python -m compendium.book refresh notebooks/NN_name.ipynb  # run with its tiny defaults, then strip
@@ -466,6 +467,14 @@ def _browser_check(html: Path, shots: Path) -> tuple[str, bool]:
     return report.summary(), not report.problems
 
 
+def _smoke_overrides(name: str) -> dict:
+    """The overrides that turn ``name``'s gpu parameters into its smoke run, and the data cap for the kernel."""
+    from compendium.profiles import SMOKE_MAX_N, smoke_parameters
+
+    os.environ["UALIB_MAX_N"] = str(SMOKE_MAX_N)  # ualib.data.ENV_MAX_N; the kernel inherits it
+    return smoke_parameters(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compendium.book", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -477,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "run":
             p.add_argument("--seed", type=int, help="run with this seed instead of the profile's (never cached)")
             p.add_argument("--output-dir", help="where the executed notebooks go (default: book/chapters)")
+            p.add_argument(
+                "--smoke",
+                action="store_true",
+                help="run the gpu parameters shrunk to a CPU-sized smoke test (results/smoke/, _build/smoke/)",
+            )
         if cmd == "build":
             p.add_argument(
                 "--no-browser-check",
@@ -487,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(cmd).add_argument("notebooks", nargs="+")
     sub.add_parser("assets", help="install the book's browser assets (MathJax) from book/package-lock.json")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.smoke:
+        if args.seed is not None:
+            parser.error("--smoke and --seed cannot be combined")
+        args.profile = "gpu"
 
     if args.command in ("strip", "refresh"):
         for nb in args.notebooks:
@@ -509,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(names)}] {name} (profile {args.profile}) ...", flush=True)
         t = time.perf_counter()
         extra = {}
-        if args.command == "run" and args.seed is not None:
+        if args.command == "run" and args.smoke:
+            extra = {"overrides": _smoke_overrides(name), "output_dir": args.output_dir or root / "_build" / "smoke"}
+        elif args.command == "run" and args.seed is not None:
             extra = {"overrides": {"seed": args.seed}, "output_dir": args.output_dir}
         elif args.command == "run" and args.output_dir:
             extra = {"output_dir": args.output_dir}
@@ -541,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:40s} {_fmt(sec):>10s}")
     print(f"  {'total':40s} {_fmt(time.perf_counter() - t0):>10s}")
     print(f"  chapters reused from the execution cache: {hits}/{len(names)} (models come from .cache/models)")
-    results = sorted((results_dir() / args.profile).glob("*.json"))
+    shown_profile = "smoke" if args.command == "run" and args.smoke else args.profile
+    results = sorted((results_dir() / shown_profile).glob("*.json"))
     for path in results:
         doc = json.loads(path.read_text())
         verdicts = [c.get("verdict", "supported" if c.get("passed") else "refuted") for c in doc["claims"]]

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 import threading
@@ -551,22 +552,89 @@ def test_emnist_from_idx_files(tmp_path: Path) -> None:
         load("emnist", "digits-test", root=tmp_path)
 
 
-def test_fashion_mnist_from_debian_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(3)
-    debian = tmp_path / "debian"
+def _debian_copy(debian: Path, rng: np.random.Generator, *, compress: bool) -> dict[str, np.ndarray]:
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, size=(6, 28, 28)),
         "train-labels-idx1-ubyte": rng.integers(0, 10, size=6),
         "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(4, 28, 28)),
         "t10k-labels-idx1-ubyte": rng.integers(0, 10, size=4),
     }
-    for name, array in arrays.items():
-        _write_idx(debian / f"{name}.gz", array, compress=True)
+    for name, array in arrays.items():  # the original names, gzip data or (compress=False) raw IDX bytes
+        _write_idx(debian / f"{name}.gz", array, compress=compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw-idx-named-gz"])
+def test_fashion_mnist_from_debian_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress: bool) -> None:
+    debian = tmp_path / "debian"
+    arrays = _debian_copy(debian, np.random.default_rng(3), compress=compress)
     monkeypatch.setattr(data._images.FASHION_SOURCE, "extra_mirrors", ((debian, ""),))
+    monkeypatch.setattr(data._images.FASHION_SOURCE, "known_md5", {})  # synthetic files, not the published ones
     ds = load("fashion_mnist", "train", root=tmp_path / "root")
     assert ds.x.shape == (6, 1, 28, 28) and ds.y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
+    np.testing.assert_allclose(ds.x[:, 0].numpy(), arrays["train-images-idx3-ubyte"] / 255, atol=1e-7)
     assert ds.classes[0] == "T-shirt/top"
     assert (tmp_path / "root/FashionMNIST" / MANIFEST).is_file()
+    test = load("fashion_mnist", "test", root=tmp_path / "root")
+    assert test.y.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+
+
+def test_fashion_mnist_debian_copy_with_wrong_md5_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    debian = tmp_path / "debian"
+    _debian_copy(debian, np.random.default_rng(4), compress=True)
+    monkeypatch.setattr(data._images.FASHION_SOURCE, "extra_mirrors", ((debian, ""),))
+    with pytest.raises(DatasetNotFoundError) as info:
+        load("fashion_mnist", "test", root=tmp_path / "root")
+    message = str(info.value)
+    assert f"the local copy {debian} could not be used" in message and "published" in message
+    assert "apt-get install dataset-fashion-mnist" in message  # what to install
+    _assert_three_options(message, tmp_path / "root", "FashionMNIST/raw/t10k-images-idx3-ubyte")
+    assert not (tmp_path / "root/FashionMNIST/raw").exists()
+
+
+def _debian_fashion() -> Path:
+    """Debian's dataset-fashion-mnist folder: skipped where it is not installed, a failure in CI."""
+    folder = data._images.DEBIAN_FASHION_MNIST
+    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
+        msg = f"Debian's dataset-fashion-mnist is not installed ({folder}); apt-get install dataset-fashion-mnist"
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return folder
+
+
+def _naive_idx(raw: bytes) -> np.ndarray:
+    """Parse an IDX file by its specification alone: magic 0x0000 0x08 <ndim>, big-endian int32 sizes."""
+    assert raw[:3] == b"\x00\x00\x08"
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(raw[3])]
+    body = raw[4 + 4 * len(dims) :]
+    assert len(body) == int(np.prod(dims))
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+@pytest.mark.data
+def test_fashion_mnist_from_the_installed_debian_package(tmp_path: Path) -> None:
+    folder = _debian_fashion()
+
+    def raw(name: str) -> bytes:
+        blob = (folder / f"{name}.gz").read_bytes()
+        return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+
+    images, labels = _naive_idx(raw("t10k-images-idx3-ubyte")), _naive_idx(raw("t10k-labels-idx1-ubyte"))
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    ds = load("fashion_mnist", "test", root=tmp_path / "root")
+    assert ds.x.shape == (10000, 1, 28, 28) and ds.x.dtype == torch.float32
+    np.testing.assert_array_equal(ds.y.numpy(), labels)
+    np.testing.assert_allclose(ds.x[:, 0].numpy(), images / 255.0, atol=1e-7)
+    assert np.bincount(labels).tolist() == [1000] * 10  # Fashion-MNIST's test split is balanced
+    assert ds.classes == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
+    train_labels = _naive_idx(raw("train-labels-idx1-ubyte"))
+    np.testing.assert_array_equal(load("fashion_mnist", "train", root=tmp_path / "root", n=500).y.numpy(),
+                                  train_labels[:500])  # fmt: skip
+    # the data root now holds the decompressed files, each the published upstream file
+    for rel, md5 in data._images.FASHION_SOURCE.known_md5.items():
+        assert hashlib.md5((tmp_path / "root/FashionMNIST" / rel).read_bytes()).hexdigest() == md5
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,3 +661,11 @@ def test_fashion_mnist_from_debian_folder(tmp_path: Path, monkeypatch: pytest.Mo
 def test_validation(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         load(**kwargs)  # type: ignore[arg-type]
+
+
+def test_max_n_caps_every_image_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    full = load("digits", "train")
+    monkeypatch.setenv(data.ENV_MAX_N, "7")
+    capped = load("digits", "train")
+    assert torch.equal(capped.x, full.x[:7]) and torch.equal(capped.y, full.y[:7])
+    assert len(load("digits", "train", n=3)) == 3 and len(load("digits", "train", n=100)) == 7

@@ -38,7 +38,7 @@ from ualib.data._store import mirror_dir, offline_env
 from ualib.data._transforms import resize, to_grayscale, to_unit_float
 from ualib.data._types import ChecksumError, Dataset, DatasetNotFoundError
 
-__all__ = ["Dataset", "DatasetNotFoundError", "ChecksumError", "load", "data_root", "available"]
+__all__ = ["Dataset", "DatasetNotFoundError", "ChecksumError", "load", "data_root", "available", "ENV_MAX_N"]
 
 _NAMES = (
     "digits",
@@ -63,6 +63,10 @@ _SPLITS: dict[str, tuple[str, ...]] = {
 }
 _OMNIGLOT_ALIASES = {"train": "background", "test": "evaluation"}
 
+
+#: caps every image load at this many examples: ``python -m compendium.book run --smoke`` sets it so that a
+#: chapter's ``gpu`` parameters run on a CPU in minutes, through the same code paths
+ENV_MAX_N = "UALIB_MAX_N"
 
 def available() -> list[str]:
     """The names :func:`load` accepts.
@@ -227,6 +231,8 @@ def load(
     check_choice(name, "name", _NAMES)
     key = _check_split(name, split, emnist_split)
     n = _optional_positive_int(n, "n")
+    if (cap := os.environ.get(ENV_MAX_N, "").strip()) and name != "california_housing":
+        n = min(n, int(cap)) if n is not None else int(cap)  # a smoke run (compendium.book run --smoke)
     size = _optional_positive_int(size, "size")
     if not isinstance(grayscale, bool):
         raise TypeError(f"grayscale must be a bool, got {type(grayscale).__name__}")

@@ -51,7 +51,9 @@ __all__ = [
     "DEBIAN_FASHION_MNIST",
 ]
 
-#: Debian's ``dataset-fashion-mnist`` package installs the original ``.gz`` files here.
+#: Debian's ``dataset-fashion-mnist`` package installs the four files here (``dpkg -L
+#: dataset-fashion-mnist``), under the original ``.gz`` names; its package recompresses them, so their
+#: ``.gz`` MD5s differ from upstream's, but they decompress to the upstream IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 #: sizes of the offline mirror's CIFAR-10 subset (a prefix of data_batch_1 / test_batch)
 CIFAR_SUBSET_SIZES = {"train": 4000, "test": 1000}
@@ -84,6 +86,7 @@ class IDXSource(Source):
         extra_mirrors: tuple[tuple[Path, str], ...] = (),
         downloader: str = "torchvision",
         no_download_hint: str = "",
+        install_hint: str = "",
     ) -> None:
         self.name = name
         self.folder = folder
@@ -94,6 +97,7 @@ class IDXSource(Source):
         self.extra_mirrors = extra_mirrors
         self.downloader = downloader
         self.no_download_hint = no_download_hint
+        self.install_hint = install_hint
 
     def split_files(self, split: str) -> list[str]:
         """The two files (images, labels) that ``split`` reads, relative to the dataset folder."""
@@ -196,7 +200,19 @@ FASHION_SOURCE = IDXSource(
     "FashionMNIST",
     FashionMNIST,
     ("train", "test"),
+    # MD5s of the decompressed upstream files (zalandoresearch/fashion-mnist; the same values are
+    # pinned by other public loaders, and Debian's package decompresses to them)
+    known_md5={
+        "raw/train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "raw/train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "raw/t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "raw/t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
     extra_mirrors=((DEBIAN_FASHION_MNIST, ""),),
+    install_hint=(
+        "on Debian / Ubuntu install the package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
+        f"whose files in {DEBIAN_FASHION_MNIST} ualib decompresses into the data root"
+    ),
 )
 NOTMNIST_SOURCE = IDXSource(
     "notmnist",

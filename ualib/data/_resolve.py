@@ -61,6 +61,8 @@ class Source:
     extra_mirrors: Sequence[tuple[Path, str]] = ()
     #: published MD5s of files (relative to the dataset folder), checked when there is no manifest
     known_md5: Mapping[str, str] = {}
+    #: how to install a local copy that ``extra_mirrors`` reads (shown in the not-found message)
+    install_hint: str = ""
 
     def required(self, root: Path, split: str) -> list[str]:
         """Files (relative to the dataset folder) that must exist for ``split`` to load."""
@@ -134,6 +136,8 @@ def not_found(
     lines.append(mirror_line)
     for note in mirror_notes:
         lines.append(f"     ({note})")
+    if src.install_hint:
+        lines.append(f"     (or {src.install_hint})")
     if not src.downloader:
         lines.append(f"  3. a download: {src.no_download_hint}")
     elif download_error is not None:

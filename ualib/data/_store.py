@@ -407,9 +407,15 @@ def populate(
 
 
 def gunzip(src: Path, dst: Path) -> None:
-    """Decompress a ``.gz`` file to ``dst``."""
+    """Decompress a ``.gz`` file to ``dst``; a file named ``.gz`` that is not gzip data is copied as it is.
+
+    Some distribution packages ship the decompressed IDX files under the original ``.gz`` names; what
+    comes out is checked by the caller (a published MD5, the IDX header), not by the name.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(src, "rb") as f, open(dst, "wb") as g:
+    with open(src, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(src, "rb") if compressed else open(src, "rb")) as f, open(dst, "wb") as g:
         shutil.copyfileobj(f, g, _CHUNK)
 
 
