@@ -663,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {check}")
         print(f"\nthe book is at {html / 'index.html'}")
         if shots.is_dir() and any(shots.glob("*.png")):
-            print(f"screenshots of every page's first screen: {shots}/")
+            print(f"full-page screenshots of every page: {shots}/")
         if not ok:
             print("the browser check found problems (listed above)", file=sys.stderr)
             return 1
