@@ -8,6 +8,7 @@ Usage (the Makefile calls these)::
     python -m compendium.book strip notebooks/*.ipynb  # keep only the nbval-checked outputs, for git
     python -m compendium.book refresh notebooks/NN_name.ipynb  # run with its tiny defaults, then strip
     python -m compendium.book assets                 # install the book's browser assets (MathJax) from npm
+    python -m compendium.book launch                 # write the repository URL into every notebook's install cell
 
 Executed chapters go to ``book/chapters/<name>.ipynb`` (git-ignored); ``_toc.yml`` lists them.
 
@@ -47,6 +48,10 @@ __all__ = [
     "main",
     "setup",
     "repository_url",
+    "repository_branch",
+    "install_cell_source",
+    "write_install_cells",
+    "merge_preface",
 ]
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -55,7 +60,9 @@ HTML_TABLES_ENV = "UALIB_HTML_TABLES"  # compendium.tables.HTML_ENV (not importe
 FOLD_LINES = 25
 # what marks bookkeeping cells in the chapter notebooks (recognized here, so chapter edits need no tags)
 _RESULTS_WRITER = "write_results("
-_INSTALL_MARK = "# ualib install cell"
+INSTALL_MARK = "# ualib install cell"
+_PREFACE_KEY = "preface"  # cell metadata["ualib"] key of the preface merged into an executed chapter
+_PREFACE_HEADING = "## Preface"
 _RESULTS_NOTE = "results written to "
 # build tooling that cannot change what a chapter computes: editing it keeps the execution cache valid
 _BUILD_ONLY = {"bench_page.py", "book.py", "browser.py", "pdf.py", "report.py"}
@@ -246,7 +253,8 @@ def prepare_page(nb: dict) -> dict:
       injected one (the values this run used) is folded behind a toggle (``hide-input``);
     - code cells longer than :data:`FOLD_LINES` lines are folded (``hide-input``).
 
-    Cells that already carry ``remove-*`` / ``hide-*`` tags keep them.
+    Cells that already carry ``remove-*`` / ``hide-*`` tags keep them. The preface is merged separately
+    (:func:`merge_preface`, called by :func:`prepare_pages`).
     """
     cells = nb.get("cells", [])
     injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
@@ -263,7 +271,7 @@ def prepare_page(nb: dict) -> dict:
                 _add_tags(cell, "remove-cell")
             else:  # the cell shows something else too (a table): keep that, hide the bookkeeping code
                 _add_tags(cell, "hide-input")
-        elif src.lstrip().startswith(_INSTALL_MARK):
+        elif src.lstrip().startswith(INSTALL_MARK):
             _add_tags(cell, "remove-cell")
         elif "parameters" in tags and injected:
             _add_tags(cell, "remove-cell")
@@ -274,12 +282,47 @@ def prepare_page(nb: dict) -> dict:
     return nb
 
 
-def prepare_pages(folder: str | os.PathLike) -> list[Path]:
-    """Apply :func:`prepare_page` to every executed chapter ``<folder>/*.ipynb``; return the files changed."""
+def merge_preface(nb: dict, preface: str) -> dict:
+    """Make a chapter's preface (``book/prefaces/<name>.md``) the opening section of its executed page.
+
+    The preface's own title (``# Preface: ...``) becomes the section heading ``## Preface`` and its
+    closing "Read the chapter: ..." line (a link to this very page) is dropped; the section is one
+    markdown cell placed after the chapter's title cell (the first markdown cell with a ``# `` heading).
+    In place and idempotent: a preface merged before (marked in the cell's ``metadata["ualib"]``) is
+    replaced, so an edited preface shows on the next build. The preface files stay the one source of
+    their text; the table of contents lists only the chapter.
+    """
+    lines = preface.strip("\n").split("\n")
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    while lines and (not lines[-1].strip() or lines[-1].startswith("Read the chapter:")):
+        lines.pop()
+    source = _PREFACE_HEADING + "\n" + "\n".join(lines).rstrip() + "\n"
+    cell = {"cell_type": "markdown", "metadata": {"ualib": {_PREFACE_KEY: True}}, "source": source}
+    cells = nb.setdefault("cells", [])
+    cells[:] = [c for c in cells if not c.get("metadata", {}).get("ualib", {}).get(_PREFACE_KEY)]
+    at = 0
+    for i, c in enumerate(cells):
+        src = c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+        if c.get("cell_type") == "markdown" and src.lstrip().startswith("# "):
+            at = i + 1
+            break
+    cells.insert(at, cell)
+    return nb
+
+
+def prepare_pages(folder: str | os.PathLike, prefaces: str | os.PathLike | None = None) -> list[Path]:
+    """Apply :func:`prepare_page` to every executed chapter ``<folder>/*.ipynb``, and :func:`merge_preface`
+    where ``<prefaces>/<name>.md`` exists (default: the ``prefaces`` folder next to ``folder``); return
+    the files changed."""
     changed = []
+    prefaces = Path(prefaces) if prefaces is not None else Path(folder).parent / "prefaces"
     for path in sorted(Path(folder).glob("*.ipynb")):
         text = path.read_text()
         nb = prepare_page(json.loads(text))
+        preface = prefaces / f"{path.stem}.md"
+        if preface.is_file():
+            merge_preface(nb, preface.read_text())
         new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
         if new != text:
             path.write_text(new)
@@ -339,6 +382,69 @@ def repository_url(root: str | os.PathLike | None = None) -> str:
     if not url.startswith("https://"):
         raise ValueError(f"the repository URL must start with https:// (from {REPOSITORY_ENV} or _config.yml): {url!r}")
     return url.rstrip("/")
+
+
+def repository_branch(root: str | os.PathLike | None = None) -> str:
+    """The branch the launch buttons and the notebooks' install cell use: ``repository.branch`` in
+    ``_config.yml`` (default ``main``)."""
+    import yaml
+
+    config = yaml.safe_load((_root(root) / "_config.yml").read_text()) or {}
+    return str((config.get("repository") or {}).get("branch") or "main").strip()
+
+
+def install_cell_source(url: str, branch: str = "main") -> str:
+    """The first cell of every chapter notebook: installs ``ualib`` (with the compendium and the book's
+    extras) from the repository when ``import ualib`` fails, as on Colab or Binder without a checkout.
+
+    Where ``ualib`` is importable (a checkout, the tests, the book build) it runs no installer. The
+    book hides the cell (:func:`prepare_page`); ``python -m compendium.book launch`` writes it from
+    :func:`repository_url`, so the URL is still set in one place.
+    """
+    spec = f"ualib[book] @ git+{url}@{branch}"
+    return (
+        f"{INSTALL_MARK}: on Colab or Binder without a checkout, install ualib from the repository\n"
+        "try:\n"
+        "    import ualib  # noqa: F401\n"
+        "except ImportError:\n"
+        "    import importlib\n"
+        "    import subprocess\n"
+        "    import sys\n"
+        "\n"
+        f'    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "{spec}"])\n'
+        "    importlib.invalidate_caches()"
+    )
+
+
+def write_install_cells(root: str | os.PathLike | None = None) -> list[Path]:
+    """Make the first cell of every ``notebooks/NN_*.ipynb`` the install cell (:func:`install_cell_source`
+    of :func:`repository_url` and :func:`repository_branch`), tagged ``remove-cell``; an existing install
+    cell is replaced, the rest of the notebook is untouched. Returns the notebooks changed."""
+    r = _root(root)
+    source = install_cell_source(repository_url(r), repository_branch(r))
+    changed = []
+    for name in chapters(r):
+        path = r / "notebooks" / f"{name}.ipynb"
+        text = path.read_text()
+        nb = json.loads(text)
+        cell = {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "ualib-install",
+            "metadata": {"tags": ["remove-cell"]},
+            "outputs": [],
+            "source": source.splitlines(keepends=True),
+        }
+        first = nb["cells"][0] if nb["cells"] else None
+        if first is not None and "".join(first["source"]).lstrip().startswith(INSTALL_MARK):
+            nb["cells"][0] = cell
+        else:
+            nb["cells"].insert(0, cell)
+        new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        if new != text:
+            path.write_text(new)
+            changed.append(path)
+    return changed
 
 
 # ---- the Sphinx extension (listed in _config.yml under sphinx.config.extensions) -------------------
@@ -500,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in ("strip", "refresh"):
         sub.add_parser(cmd).add_argument("notebooks", nargs="+")
     sub.add_parser("assets", help="install the book's browser assets (MathJax) from book/package-lock.json")
+    sub.add_parser("launch", help="write the repository URL of _config.yml into every notebook's install cell")
     args = parser.parse_args(argv)
     if args.command == "run" and args.smoke:
         if args.seed is not None:
@@ -510,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
         for nb in args.notebooks:
             (strip_outputs if args.command == "strip" else refresh)(nb)
             print(f"{args.command}: {nb}")
+        return 0
+    if args.command == "launch":
+        changed = write_install_cells(None)
+        print(f"install cells from {repository_url(None)}: {len(changed)} notebooks changed")
         return 0
     if args.command == "assets":
         es5, installed = vendor_assets(None)
@@ -573,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {check}")
         print(f"\nthe book is at {html / 'index.html'}")
         if shots.is_dir() and any(shots.glob("*.png")):
-            print(f"screenshots of every page's first screen: {shots}/")
+            print(f"full-page screenshots of every page: {shots}/")
         if not ok:
             print("the browser check found problems (listed above)", file=sys.stderr)
             return 1

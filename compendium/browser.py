@@ -13,9 +13,15 @@ Per page it checks:
 - every ``<img>`` loaded (``naturalWidth > 0``) and no local request failed or answered >= 400;
 - maths typeset: every ``.math`` element holds a MathJax ``mjx-container`` and none an ``mjx-merror``;
 - every internal link resolves: its file exists and its ``#anchor``, if any, is an ``id`` in that file;
-- no request to a host other than 127.0.0.1 / localhost (a CDN, a font service, ...).
+- no request to a host other than 127.0.0.1 / localhost (a CDN, a font service, ...);
+- what a reader sees: the page does not scroll sideways at 1280 px and nothing in the article sticks out
+  of its column unless inside a box that scrolls (a code block, a wide table's or equation's own box);
+  no ``NBVAL_CHECK_OUTPUT`` marker anywhere in the rendered cells (folded code included); every
+  ``<figure>`` with an image has a non-empty caption; every raster image has content
+  (:func:`image_content_problem`: not blank, not a single colour). Images in cell outputs outside a
+  ``<figure>`` are counted as uncaptioned (``PageReport.uncaptioned``), not failed;
 
-and saves a screenshot of the first screen (1280 x 900) of every page under ``book/``.
+and saves a full-page screenshot (1280 px wide) of every page under ``book/``.
 
 On every chapter page (``book/chapters/``) it also checks the exercises (sphinx-exercise): the page has at
 least one exercise block, every solution sits behind a toggle (sphinx-togglebutton's dropdown), and each
@@ -25,10 +31,12 @@ exercise with its opened solution is saved as ``exercise_<chapter>.png`` beside 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import html.parser
 import http.server
+import io
 import os
 import re
 import shutil
@@ -50,6 +58,7 @@ __all__ = [
     "offline_browser",
     "book_pages",
     "check_book",
+    "image_content_problem",
 ]
 
 CHROMIUM_ARGS = [
@@ -94,6 +103,48 @@ async () => {
     mjx: count('mjx-container'),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
     textLength: main.innerText.trim().length,
+    ...readerView(main),
+  };
+}
+"""
+
+# what a reader sees: sideways scrolling, content sticking out of its column, nbval markers, captions
+_READER_VIEW = """
+function readerView(main) {
+  const doc = document.documentElement;
+  const article = document.querySelector('article') || main;
+  const edge = article.getBoundingClientRect().right + 2;
+  const scrolls = e => {
+    for (let a = e.parentElement; a && a !== article.parentElement; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX;
+      if (o === 'auto' || o === 'scroll') return true;
+    }
+    return false;
+  };
+  const sticksOut = e => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && r.right > edge && !e.closest('pre, .highlight') && !scrolls(e);
+  };
+  const name = e => e.tagName.toLowerCase() + (e.classList.length ? '.' + Array.from(e.classList).join('.') : '') +
+    ' ' + JSON.stringify((e.textContent || e.getAttribute('src') || '').trim().slice(0, 60));
+  const out = Array.from(article.querySelectorAll('*')).filter(sticksOut);
+  const outermost = out.filter(e => !out.includes(e.parentElement));
+  const figures = Array.from(main.querySelectorAll('figure')).filter(f => f.querySelector('img'));
+  const captionless = figures.filter(f => {
+    const c = f.querySelector('figcaption');
+    return !c || c.textContent.trim().length === 0;
+  });
+  const outputImgs = Array.from(main.querySelectorAll('.cell_output img, .output img'));
+  const marked = Array.from(main.querySelectorAll('.cell, .cell_input, .cell_output, pre'))
+    .filter(e => e.textContent.includes('NBVAL_CHECK_OUTPUT'));
+  return {
+    sideways: doc.scrollWidth - doc.clientWidth,
+    sticksOut: outermost.map(name),
+    nbvalMarkers: marked.filter(e => !marked.some(o => o !== e && o.contains(e))).length,
+    figures: figures.length,
+    captionless: captionless.map(f => (f.querySelector('img').getAttribute('src') || '').slice(0, 80)),
+    uncaptioned: outputImgs.filter(i => !i.closest('figure')).length,
+    imageSources: Array.from(document.images).filter(i => i.naturalWidth > 0).map(i => i.currentSrc || i.src),
   };
 }
 """
@@ -140,6 +191,8 @@ class PageReport:
     images: int = 0
     maths: int = 0
     links: int = 0
+    figures: int = 0
+    uncaptioned: int = 0
     screenshot: Path | None = None
     exercises: int = 0
     exercise_screenshot: Path | None = None
@@ -168,8 +221,14 @@ class BookReport:
             f"{len(self.pages)} pages checked in headless Chromium in {self.seconds:.0f} s: "
             f"{sum(p.images for p in self.pages)} images, {sum(p.maths for p in self.pages)} maths elements, "
             f"{sum(p.links for p in self.pages)} internal links, {len(self.external_requests)} requests "
-            f"to other hosts, {len(self.problems)} problems"
+            f"to other hosts, {sum(p.figures for p in self.pages)} captioned figure boxes checked, "
+            f"{len(self.problems)} problems"
         )
+        uncaptioned = {p.page: p.uncaptioned for p in self.pages if p.uncaptioned}
+        if uncaptioned:
+            text += "; images in cell outputs without a figure caption: " + ", ".join(
+                f"{page} {n}" for page, n in uncaptioned.items()
+            )
         if self.screenshot_dir is not None:
             text += f"; {shots} screenshots in {self.screenshot_dir}"
         return text
@@ -189,6 +248,11 @@ class _Ids(html.parser.HTMLParser):
         if tag == "meta" and (a.get("http-equiv") or "").lower() == "refresh":
             m = re.search(r"url=(.+)$", a.get("content") or "", re.I)
             self.refresh = m.group(1).strip("'\" ") if m else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _image_problem(data: bytes) -> str | None:
+    return image_content_problem(data)
 
 
 @functools.cache
@@ -212,6 +276,40 @@ def _resolve(html_dir: Path, url: str, base: str) -> tuple[Path | None, str]:
     if u.path.endswith("/") or target.is_dir():
         target = target / "index.html"
     return target, unquote(u.fragment)
+
+
+def image_content_problem(data: bytes, *, min_share: float = 1e-3) -> str | None:
+    """Why a raster image shows nothing to a reader, or ``None`` when it has content.
+
+    The image is decoded (PIL) to RGBA; it is *blank* when every pixel has one colour, *nearly blank*
+    when fewer than ``min_share`` of its pixels (at least one) differ from its most common colour (a
+    plot with axes and one line is far above 0.1 %). Images PIL cannot decode (SVG) return ``None``.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            px = np.asarray(im.convert("RGBA")).reshape(-1, 4)
+    except (UnidentifiedImageError, OSError):
+        return None
+    colours, counts = np.unique(px, axis=0, return_counts=True)
+    if len(colours) == 1:
+        return f"blank image: a single colour {tuple(int(c) for c in colours[0])} ({im.width} x {im.height})"
+    other = px.shape[0] - counts.max()
+    if other < max(1.0, min_share * px.shape[0]):
+        return f"nearly blank image: {other} of {px.shape[0]} pixels differ from its background"
+    return None
+
+
+def _image_bytes(html: Path, base: str, src: str) -> bytes | None:
+    """The bytes of an image the page showed: a ``data:`` URI or a file of the served folder."""
+    if src.startswith("data:"):
+        header, _, payload = src.partition(",")
+        return base64.b64decode(payload) if header.endswith(";base64") else unquote(payload).encode()
+    target, _ = _resolve(html, src, base)
+    return target.read_bytes() if target is not None and target.is_file() else None
 
 
 def chromium_executable(chromium: str | None = None) -> str:
@@ -283,8 +381,8 @@ def check_book(
     html_dir
         The build's HTML folder (``_build/html``).
     screenshot_dir
-        Where to save ``<folder>_<page>.png`` (``chapters_02_ua_backprop.png``, ``intro.png``), the first screen (1280 x 900) of every page under ``book/``;
-        ``None``: no screenshots. Created if missing.
+        Where to save ``<folder>_<page>.png`` (``chapters_02_ua_backprop.png``, ``intro.png``), a full-page
+        screenshot (1280 px wide) of every page under ``book/``; ``None``: no screenshots. Created if missing.
     chromium
         The browser executable; default :func:`find_chromium`.
     timeout_s
@@ -351,7 +449,7 @@ def _check_page(
     if response is None or response.status != 200:
         rep.problems.append(f"answered {None if response is None else response.status}")
         return rep
-    info = page.evaluate(_INSPECT)
+    info = page.evaluate("async () => {\n" + _READER_VIEW + "\nreturn await (" + _INSPECT.strip() + ")();\n}")
     for what, n in info["errors"].items():
         if n:
             rep.problems.append(f"{n} x {what}")
@@ -364,6 +462,18 @@ def _check_page(
         rep.problems.append("the page has maths but MathJax typeset nothing")
     if info["textLength"] < 20:
         rep.problems.append("the page shows (almost) no text")
+    if info["sideways"] > 1:
+        rep.problems.append(f"the page scrolls sideways by {info['sideways']} px at {_VIEWPORT['width']} px")
+    rep.problems += [f"sticks out of the text column (no scrolling box of its own): {e}" for e in info["sticksOut"]]
+    if info["nbvalMarkers"]:
+        rep.problems.append(f"{info['nbvalMarkers']} rendered cells show NBVAL_CHECK_OUTPUT")
+    rep.figures, rep.uncaptioned = info["figures"], info["uncaptioned"]
+    rep.problems += [f"figure without a caption: {src}" for src in info["captionless"]]
+    for src in dict.fromkeys(info["imageSources"]):
+        data = _image_bytes(html, base, src)
+        problem = None if data is None else _image_problem(data)
+        if problem:
+            rep.problems.append(f"{problem}: {src[len(base) :] if src.startswith(base) else src[:60]}")
     checked = set()
     for url in info["links"]:
         target, fragment = _resolve(html, url, base)
@@ -378,7 +488,7 @@ def _check_page(
     if shots is not None and name.startswith("book/"):
         # chapters/04_uam and prefaces/04_uam share a stem: name the shot by its folder too
         rep.screenshot = shots / (Path(name).relative_to("book").with_suffix("").as_posix().replace("/", "_") + ".png")
-        page.screenshot(path=str(rep.screenshot))
+        page.screenshot(path=str(rep.screenshot), full_page=True)
     if name.startswith("book/chapters/"):
         rep.problems += _check_exercises(page, name, rep, shots)
     rep.problems[:0] = current  # JavaScript errors and failed requests logged while the page was open

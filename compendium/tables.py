@@ -18,7 +18,8 @@ Two renderings, chosen by the environment so that the notebook's checked text st
 
 A claims table (a column ``verdict`` with supported / refuted / inconclusive, or the older ``result`` with
 pass / FAIL) gets its verdict column first, coloured and spelled out as a word (no emoji: Chromium without
-an emoji font shows empty boxes).
+an emoji font shows empty boxes). A checks table's boolean ``holds`` column is shown the same way, as
+"holds" / "fails".
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ VERDICT_COLORS = {
     "refuted": ("#f9dcd0", "#8a2b00"),
     "fail": ("#f9dcd0", "#8a2b00"),
     "inconclusive": ("#fbefcc", "#6b4a00"),
+    "holds": ("#d5f0e3", "#00593d"),
+    "fails": ("#f9dcd0", "#8a2b00"),
 }
-_VERDICT_COLUMNS = ("verdict", "result")
+_VERDICT_COLUMNS = ("verdict", "result", "holds")
 
 
 def html_enabled() -> bool:
@@ -68,6 +71,8 @@ def _verdict_column(df) -> str | None:
 
 
 def _verdict_word(v: Any) -> str:
+    if isinstance(v, bool) or type(v).__name__ == "bool_":  # a check's holds column
+        return "holds" if v else "fails"
     s = str(v).strip()
     low = s.lower()
     return low if low in VERDICT_COLORS else s

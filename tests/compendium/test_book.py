@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,20 @@ import nbformat
 import pytest
 import yaml
 
-from compendium.book import _launch_source_notebooks, chapter_key, chapters, strip_outputs, vendor_assets
+from compendium.book import (
+    INSTALL_MARK,
+    _launch_source_notebooks,
+    chapter_key,
+    chapters,
+    install_cell_source,
+    merge_preface,
+    prepare_page,
+    prepare_pages,
+    repository_branch,
+    repository_url,
+    strip_outputs,
+    vendor_assets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,3 +152,141 @@ def test_run_refuses_overrides_that_are_not_parameters(tmp_path):
     with pytest.raises(ValueError, match=r"overrides \['sede'\] are not parameters of 01_uncertainty_basics"):
         run_chapter("01_uncertainty_basics", "tiny", output_dir=tmp_path, overrides={"sede": 1})
     assert not list(tmp_path.iterdir())  # refused before anything was executed
+
+
+def _code(source, tags=(), outputs=()):
+    return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source, "outputs": list(outputs),
+            "execution_count": 1}  # fmt: skip
+
+
+def _stream(text):
+    return {"output_type": "stream", "name": "stdout", "text": text}
+
+
+def test_prepare_page_hides_the_machinery():
+    """On the page: no nbval marker, no install cell, no results-writing note, one parameters cell (the
+    injected one, folded), long code folded; the table of a results cell stays; idempotent."""
+    table = {"output_type": "display_data", "data": {"text/html": "<table></table>", "text/plain": "t"}}
+    nb = {
+        "cells": [
+            _code(install_cell_source("https://example.org/r")),
+            {"cell_type": "markdown", "metadata": {}, "source": "# Title"},
+            _code('profile = "tiny"', tags=["parameters"]),
+            _code('profile = "cpu"', tags=["injected-parameters"]),
+            _code("# NBVAL_CHECK_OUTPUT\nprint(1)", outputs=[_stream("1\n")]),
+            _code("path = write_results(x)\nprint(...)", outputs=[_stream("results written to results/x.json\n")]),
+            _code("show_table(t)\npath = write_results(x)", outputs=[table, _stream("results written to r\n")]),
+            _code("\n".join(f"a{i} = {i}" for i in range(40))),
+            _code("plot()", tags=["hide-output"]),
+        ]
+    }
+    prepare_page(nb)
+    c = nb["cells"]
+    tags = [cell.get("metadata", {}).get("tags", []) for cell in c]
+    assert "remove-cell" in tags[0]  # install cell
+    assert "remove-cell" in tags[2] and "hide-input" in tags[3]  # defaults gone, injected values folded
+    assert c[4]["source"] == "print(1)" and not any(t.startswith(("remove", "hide")) for t in tags[4])
+    assert "remove-cell" in tags[5]  # results writing, nothing else to show
+    assert "hide-input" in tags[6] and c[6]["outputs"] == [table]  # the table stays, the note goes
+    assert "hide-input" in tags[7]  # 40 lines of code
+    assert tags[8] == ["hide-output"]
+    before = [dict(cell) for cell in c]
+    prepare_page(nb)
+    assert [dict(cell) for cell in nb["cells"]] == before
+    # without injected parameters (a notebook run with its own defaults) the parameters cell stays
+    alone = {"cells": [_code('profile = "tiny"', tags=["parameters"])]}
+    assert prepare_page(alone)["cells"][0]["metadata"]["tags"] == ["parameters"]
+
+
+PREFACE = "# Preface: X\n\n**The question.** Why?\n\n```bash\nmake chapter NB=x\n```\n\nRead the chapter: {doc}`x`.\n"
+
+
+def test_merge_preface_opens_the_chapter(tmp_path):
+    nb = {"cells": [_code("# ualib install cell"), {"cell_type": "markdown", "metadata": {}, "source": "# X: a title\n"},
+                    {"cell_type": "markdown", "metadata": {}, "source": "## Method"}]}  # fmt: skip
+    merge_preface(nb, PREFACE)
+    cells = nb["cells"]
+    assert [c["source"].split("\n")[0] for c in cells] == [
+        "# ualib install cell",
+        "# X: a title",
+        "## Preface",
+        "## Method",
+    ]
+    assert "**The question.** Why?" in cells[2]["source"] and "make chapter NB=x" in cells[2]["source"]
+    assert "Read the chapter" not in cells[2]["source"] and "Preface: X" not in cells[2]["source"]
+    merge_preface(nb, PREFACE.replace("Why?", "How?"))  # an edited preface replaces the merged one
+    assert len(nb["cells"]) == 4 and "How?" in nb["cells"][2]["source"] and "Why?" not in nb["cells"][2]["source"]
+    # prepare_pages finds book/prefaces/<name>.md next to book/chapters/
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "prefaces").mkdir()
+    (tmp_path / "prefaces" / "01_x.md").write_text(PREFACE)
+    page = tmp_path / "chapters" / "01_x.ipynb"
+    page.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# X"}]}))
+    assert prepare_pages(tmp_path / "chapters") == [page]
+    assert prepare_pages(tmp_path / "chapters") == []  # idempotent
+    assert [c["source"].split("\n")[0] for c in json.loads(page.read_text())["cells"]] == ["# X", "## Preface"]
+
+
+def test_toc_lists_chapters_first_level_in_the_intros_order():
+    """Each chapter is a first-level entry (its preface is merged into the page, not a page of its own),
+    and the intro's reading path visits the chapters in the sidebar's order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = [c for part in toc["parts"] for c in part["chapters"]]
+    assert not any("sections" in c for c in entries)
+    files = [c["file"] for c in entries]
+    assert not any(f.startswith("book/prefaces/") for f in files)
+    for name in chapters(ROOT):
+        if (ROOT / "book" / "prefaces" / f"{name}.md").is_file():
+            assert f"book/chapters/{name}" in files
+    intro = (ROOT / "book" / "intro.md").read_text()
+    path = re.findall(r"^\| \d+ \| \{doc\}`[^<]*<([^>]+)>`", intro, flags=re.M)
+    assert path, "the intro's reading-path table"
+    in_toc = [f.removeprefix("book/") for f in files if f.removeprefix("book/") in path]
+    assert path == in_toc
+    for md in (ROOT / "book").glob("*.md"):
+        assert "prefaces/" not in md.read_text(), f"{md.name} links to a preface page, which is no longer built"
+
+
+def test_install_cell_is_first_in_every_notebook_and_reads_the_one_url(monkeypatch):
+    monkeypatch.delenv("UALIB_REPOSITORY_URL", raising=False)
+    expected = install_cell_source(repository_url(ROOT), repository_branch(ROOT))
+    assert repository_url(ROOT) in expected
+    for name in chapters(ROOT):
+        first = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4).cells[0]
+        assert first.cell_type == "code" and first.source == expected, f"{name}: run python -m compendium.book launch"
+        assert "remove-cell" in first.metadata.get("tags", [])
+
+
+def test_install_cell_installs_only_when_ualib_is_missing(monkeypatch):
+    import subprocess
+    import sys
+
+    source = install_cell_source("https://example.org/o/r", "dev")
+    assert source.startswith(INSTALL_MARK)
+    calls = []
+    monkeypatch.setattr(subprocess, "check_call", lambda cmd: calls.append(cmd))
+    exec(compile(source, "install-cell", "exec"), {})
+    assert calls == []  # ualib is importable here: no installer runs
+    monkeypatch.setitem(sys.modules, "ualib", None)  # import ualib now raises ImportError
+    exec(compile(source, "install-cell", "exec"), {})
+    assert calls == [
+        [sys.executable, "-m", "pip", "install", "--quiet", "ualib[book] @ git+https://example.org/o/r@dev"]
+    ]
+
+
+def test_binder_environment_is_the_conda_environment_less_the_checkout():
+    """Binder builds binder/environment.yml before it copies the repository, so `-e .` moves to postBuild."""
+    root = yaml.safe_load((ROOT / "environment.yml").read_text())
+    binder = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text())
+
+    def deps(env):
+        out = []
+        for d in env["dependencies"]:
+            out += [("pip", p) for p in d["pip"]] if isinstance(d, dict) else [("conda", d)]
+        return out
+
+    assert ("pip", "-e .") in deps(root)
+    assert deps(binder) == [d for d in deps(root) if d != ("pip", "-e .")]
+    assert binder["channels"] == root["channels"]
+    post = ROOT / "binder" / "postBuild"
+    assert os.access(post, os.X_OK) and "pip install --no-deps -e ." in post.read_text()

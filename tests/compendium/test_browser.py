@@ -2,8 +2,8 @@
 warnings as errors, and every page opened in headless Chromium with no network (compendium.browser).
 
 Chromium is Debian's (/usr/bin/chromium), driven by Playwright's Python package. Locally a missing
-browser skips the browser tests; in CI (CI=true) it fails them. Screenshots of every page's first
-screen are written to _build/screenshots/tiny/.
+browser skips the browser tests; in CI (CI=true) it fails them. Full-page screenshots of every page
+are written to _build/screenshots/tiny/.
 """
 
 from __future__ import annotations
@@ -166,6 +166,10 @@ def test_every_page_renders_offline_in_chromium(tiny_book, capsys):
         assert 3 <= page.exercises <= 5, page
         assert page.exercise_screenshot == SHOTS / f"exercise_{name}.png"
         assert page.exercise_screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        from PIL import Image
+
+        with Image.open(page.screenshot) as shot:  # the whole page, not its first screen
+            assert shot.width == 1280 and shot.height > 900, (name, shot.size)
     assert sum(p.maths for p in report.pages) > 0  # MathJax had something to typeset
     assert report.external_requests == []
 
@@ -262,6 +266,44 @@ def test_pdf_of_the_book(tiny_book):
     assert not any("\\frac" in page.extract_text() for page in reader.pages)
 
 
+def _png(array) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _plot_png() -> bytes:
+    """A white 60 x 80 'plot' with a frame and a diagonal line: what a chapter figure looks like."""
+    import numpy as np
+
+    a = np.full((60, 80, 3), 255)
+    a[[0, -1], :] = a[:, [0, -1]] = 0
+    a[np.arange(60), np.arange(60)] = (0, 90, 200)
+    return _png(a)
+
+
+def test_image_content_problem_tells_blank_from_content():
+    """Decoded pixels, compared with a direct count: one colour or (almost) only background is reported."""
+    import numpy as np
+
+    from compendium.browser import image_content_problem
+
+    assert image_content_problem(_plot_png()) is None
+    assert "blank image: a single colour (255, 255, 255, 255)" in image_content_problem(_png(np.full((40, 40, 3), 255)))
+    assert "blank image" in image_content_problem(PIXEL)
+    speck = np.full((100, 100, 3), 255)
+    speck[5, 5] = 0  # 1 of 10 000 pixels: below 0.1 %
+    assert image_content_problem(_png(speck)) == "nearly blank image: 1 of 10000 pixels differ from its background"
+    speck[5:9, 5:9] = 0  # 16 pixels: 0.16 %
+    assert image_content_problem(_png(speck)) is None
+    assert image_content_problem(b"<svg xmlns='http://www.w3.org/2000/svg'></svg>") is None  # not raster: not judged
+
+
 def _site(root: Path, mathjax: Path) -> Path:
     """A two-page site: one page that renders, one with every defect the browser check looks for."""
     html = root / "html"
@@ -269,11 +311,16 @@ def _site(root: Path, mathjax: Path) -> Path:
     (html / "_static").mkdir()
     (html / "_static" / "mathjax").symlink_to(mathjax, target_is_directory=True)
     (html / "book" / "img" / "pixel.png").write_bytes(PIXEL)
+    (html / "book" / "img" / "plot.png").write_bytes(_plot_png())
+    wide = "<span>" + "x" * 400 + "</span>"
     (html / "index.html").write_text('<meta http-equiv="refresh" content="0; url=book/good.html" />')
     head = '<script>window.MathJax = {}</script><script defer src="../_static/mathjax/tex-mml-chtml.js"></script>'
     (html / "book" / "good.html").write_text(
         f"<html><head>{head}</head><body><main><h1 id='top'>A page that renders</h1>"
-        "<p>Inline maths <span class='math'>\\(x^2 + 1\\)</span> and an image <img src='img/pixel.png'>.</p>"
+        "<p>Inline maths <span class='math'>\\(x^2 + 1\\)</span> and an image <img src='img/plot.png'>.</p>"
+        "<figure><img src='img/plot.png'><figcaption>A plot with a caption.</figcaption></figure>"
+        f"<pre style='overflow-x: auto'>{wide}</pre><div style='overflow-x: auto'><div style='width: 3000px'>{wide}</div></div>"
+        "<div class='cell'><div class='cell_output'><img src='img/plot.png'></div></div>"
         "<a href='#top'>up</a> <a href='bad.html#section'>the other page</a> "
         "<a href='https://example.invalid/paper'>a paper (not followed)</a></main></body></html>"
     )
@@ -284,6 +331,9 @@ def _site(root: Path, mathjax: Path) -> Path:
         "<a href='good.html#nowhere'>missing anchor</a> <a href='gone.html'>missing page</a>"
         "<div class='output traceback'><pre>Traceback (most recent call last):\nValueError</pre></div>"
         "<div class='system-message'>Unknown directive</div>"
+        "<div class='cell'><div class='cell_input'><pre># NBVAL_CHECK_OUTPUT\nprint(1)</pre></div></div>"
+        "<figure><img src='img/pixel.png' width='40' height='40'></figure>"
+        "<div style='width: 3000px'>a paragraph wider than any screen</div>"
         "<script>notDefinedAnywhere()</script></main></body></html>"
     )
     (html / "book" / "chapters").mkdir()
@@ -315,7 +365,7 @@ def test_browser_check_finds_each_defect(tmp_path):
     ]
     good, bad = by_page["book/good.html"], by_page["book/bad.html"]
     assert good.problems == [] and by_page["index.html"].problems == []
-    assert (good.images, good.maths, good.links) == (1, 1, 2)
+    assert (good.images, good.maths, good.links, good.figures, good.uncaptioned) == (3, 1, 2, 1, 1)
     text = "\n".join(bad.problems)
     for expected in (
         "notebook error / traceback output",
@@ -327,6 +377,11 @@ def test_browser_check_finds_each_defect(tmp_path):
         "broken link 'book/good.html#nowhere': no anchor #nowhere",
         "broken link 'book/gone.html': no such file",
         "JavaScript error",
+        "the page scrolls sideways by",
+        'sticks out of the text column (no scrolling box of its own): div "a paragraph wider',
+        "1 rendered cells show NBVAL_CHECK_OUTPUT",
+        "figure without a caption: img/pixel.png",
+        "blank image: a single colour",
     ):
         assert expected in text, (expected, bad.problems)
     assert by_page["book/chapters/ex.html"].problems == ["solution 'sol-1' is not behind a toggle"]
@@ -335,3 +390,4 @@ def test_browser_check_finds_each_defect(tmp_path):
     assert report.external_requests == ["https://cdn.example.invalid/lib.js"]
     assert any("cdn.example.invalid" in p for p in report.problems)
     assert (tmp_path / "shots" / "good.png").is_file() and (tmp_path / "shots" / "bad.png").is_file()
+    assert "images in cell outputs without a figure caption: book/good.html 1" in report.summary()

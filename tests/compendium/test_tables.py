@@ -69,6 +69,21 @@ def test_new_verdict_words():
         assert tables.VERDICT_COLORS[word][0] in html
 
 
+def test_checks_holds_column_first_as_a_coloured_word(capsys, monkeypatch):
+    """A checks table's boolean holds column: first, the words holds / fails in their colours (in HTML);
+    the plain text stays the frame's to_string (True / False), what nbval compares."""
+    df = pd.DataFrame({"id": ["a", "b"], "value": [1e-7, 0.3], "op": ["<", "<"], "bound": [1e-5, 1e-5]})
+    df["holds"] = df["value"] < df["bound"]  # numpy booleans, as in the chapters
+    st = tables.styled(df)
+    assert list(st.data.columns) == ["holds", "id", "value", "op", "bound"]
+    assert list(st.data["holds"]) == ["holds", "fails"]
+    html = st.to_html()
+    assert tables.VERDICT_COLORS["holds"][0] in html and tables.VERDICT_COLORS["fails"][0] in html
+    monkeypatch.delenv(tables.HTML_ENV, raising=False)
+    tables.show(df)
+    assert capsys.readouterr().out == df.to_string() + "\n"
+
+
 def test_rejects_non_frames_and_both_formats(frame):
     with pytest.raises(TypeError, match="DataFrame"):
         tables.styled([1, 2])
