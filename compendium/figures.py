@@ -22,7 +22,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NAME_RE", "GLUE_PREFIX", "PlacedFigure", "show", "placed_figures", "glued_images", "number_by_chapter"]
+__all__ = [
+    "NAME_RE",
+    "GLUE_PREFIX",
+    "PlacedFigure",
+    "show",
+    "placeholder",
+    "placed_figures",
+    "glued_images",
+    "number_by_chapter",
+]
 
 #: a figure's name: ``fig-<two-digit chapter>-<lower-case words joined by hyphens>``
 NAME_RE = re.compile(r"^fig-(\d\d)-[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -55,6 +64,18 @@ def show(fig: Any, name: str) -> None:
 
     glue(name, fig, display=False)
     plt.close(fig)
+
+
+def placeholder(name: str, text: str) -> None:
+    """Glue a small figure that only says ``text`` under ``name``: the stand-in for a figure this profile
+    does not draw (a section that runs only in the ``cpu`` / ``gpu`` profiles), so that its placement
+    and number stay the same in every profile."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.0, 0.7))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, color="0.35", transform=ax.transAxes)
+    show(fig, name)
 
 
 def _source(cell: dict[str, Any]) -> str:
