@@ -105,3 +105,19 @@ def test_dot_intervals_draws_points_and_the_given_intervals():
     assert y_m1 > y_m3
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
     plt.close(fig)
+
+
+def test_magnitude_grid_rows_are_methods_scaled_per_image():
+    x = torch.rand(3, 1, 4, 4)
+    a = torch.randn(3, 2, 4, 4)
+    z = torch.zeros(3, 1, 4, 4)
+    fig = plotting.magnitude_grid(x, {"a": a, "zero": z}, label="|a| / max")
+    axes = fig.axes[:-1]
+    assert len(axes) == 3 * 3  # input row + two method rows, three examples
+    assert [axes[k].get_ylabel() for k in (0, 3, 6)] == ["input", "a", "zero"]
+    shown = axes[3].images[0].get_array()
+    expected = a[0].abs().sum(0).numpy()
+    np.testing.assert_allclose(shown, expected / expected.max(), rtol=1e-6)
+    assert _texts(fig).count("0 everywhere") == 3
+    assert fig.axes[-1].get_ylabel() == "|a| / max"
+    plt.close(fig)

@@ -29,6 +29,7 @@ __all__ = [
     "mark_zero",
     "overlay_grid",
     "dot_intervals",
+    "magnitude_grid",
 ]
 
 #: Okabe & Ito (2008) colour-blind-safe palette
@@ -299,6 +300,51 @@ def dot_intervals(
     if n > 1:
         legend_outside(ax)
     return ax
+
+
+def magnitude_grid(
+    images: torch.Tensor | np.ndarray,
+    maps: Mapping[str, torch.Tensor | np.ndarray],
+    *,
+    outlines: torch.Tensor | np.ndarray | None = None,
+    label: str = "|attribution| / its maximum (per image)",
+    size: float = 1.0,
+    cmap: str = "magma",
+) -> plt.Figure:
+    """Rows = the inputs, then one row per method (keys of ``maps``); columns = examples.
+
+    ``images`` is ``[N, C, H, W]``; each ``maps[name]`` is ``[N, C, H, W]``. A tile shows the map's
+    channel-summed magnitude divided by its own maximum, on a scale from 0 to 1 with one labelled
+    colorbar; a map that is numerically zero says "0 everywhere". ``outlines`` (``[N, 1, H, W]``
+    booleans, optional) is drawn as a contour on the inputs (e.g. a planted patch). Tall rather than
+    wide, so that a figure with many methods stays legible at the page width.
+    """
+    x = _np(images)
+    names = list(maps)
+    n = len(x)
+    fig, axes = plt.subplots(1 + len(names), n, figsize=(size * n + 2.4, size * (1 + len(names))), squeeze=False)
+    sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0.0, 1.0), cmap=cmap)
+    for j in range(n):
+        axes[0, j].imshow(x[j].mean(0), cmap="gray", vmin=0, vmax=1)
+        if outlines is not None:
+            axes[0, j].contour(_np(outlines)[j, 0].astype(float), levels=[0.5], colors=[PALETTE[3]], linewidths=1)
+        for i, name in enumerate(names, start=1):
+            mag = np.abs(_np(maps[name])[j]).sum(0)
+            if is_zero_map(mag):
+                axes[i, j].imshow(np.zeros_like(mag), cmap=cmap, vmin=0, vmax=1)
+                mark_zero(axes[i, j])
+            else:
+                axes[i, j].imshow(mag / mag.max(), cmap=cmap, vmin=0, vmax=1)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    for i, name in enumerate(["input"] + names):
+        axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.88, 1), h_pad=0.3, w_pad=0.3)
+    cbar = fig.colorbar(sm, cax=fig.add_axes((0.9, 0.2, 0.02, 0.6)))
+    cbar.set_label(label, fontsize=8)
+    return fig
 
 
 def _signed_limits(m: np.ndarray) -> float:
