@@ -121,3 +121,14 @@ def test_magnitude_grid_rows_are_methods_scaled_per_image():
     assert _texts(fig).count("0 everywhere") == 3
     assert fig.axes[-1].get_ylabel() == "|a| / max"
     plt.close(fig)
+
+
+def test_distinct_examples_skips_copies():
+    base = np.eye(4)  # four distinct "images"
+    x = np.concatenate([np.repeat(base[:1], 5, 0), base[1:]])  # five copies of the first, then the others
+    got = plotting.distinct_examples(x, 4)
+    assert got[0] == 0 and sorted(got[1:]) == [5, 6, 7]
+    # naive check: no two chosen examples are equal
+    assert len({tuple(x[i]) for i in got}) == 4
+    assert plotting.distinct_examples(x, 20) == plotting.distinct_examples(x, 8)[:8]
+    assert plotting.distinct_examples(x, 0) == []

@@ -30,6 +30,7 @@ __all__ = [
     "overlay_grid",
     "dot_intervals",
     "magnitude_grid",
+    "distinct_examples",
 ]
 
 #: Okabe & Ito (2008) colour-blind-safe palette
@@ -61,9 +62,11 @@ def _np(x) -> np.ndarray:
 
 
 def reliability_diagram(
-    ax: plt.Axes, diagram: Mapping[str, np.ndarray], *, title: str = "", ece: float | None = None
+    ax: plt.Axes, diagram: Mapping[str, np.ndarray], *, title: str = "", ece: float | None = None, legend: bool = True
 ) -> plt.Axes:
-    """Draw a reliability diagram from :func:`ualib.metrics.reliability_diagram`'s dictionary."""
+    """Draw a reliability diagram from :func:`ualib.metrics.reliability_diagram`'s dictionary.
+
+    The legend goes to the right of the axes (``legend=False``: none, e.g. on all but the last panel)."""
     edges = _np(diagram["bin_edges"])
     acc = _np(diagram["bin_accuracy"])
     centers = 0.5 * (edges[:-1] + edges[1:])
@@ -86,7 +89,8 @@ def reliability_diagram(
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max mean probability)", ylabel="accuracy")
     ax.set_title(title + (f"  (ECE {ece:.3f})" if ece is not None else ""))
-    ax.legend(loc="upper left")
+    if legend:
+        legend_outside(ax)
     return ax
 
 
@@ -154,6 +158,26 @@ def risk_coverage(ax: plt.Axes, curves: Mapping[str, tuple[np.ndarray, np.ndarra
     ax.set_ylim(bottom=0)
     legend_outside(ax)
     return ax
+
+
+def distinct_examples(x: torch.Tensor | np.ndarray, k: int) -> list[int]:
+    """Indices of ``k`` mutually distinct examples of ``x`` (``[N, ...]``) for an example row.
+
+    Greedy farthest-point selection in pixel space, starting from example 0: each next example is the
+    one farthest (Euclidean) from those already chosen, so near-copies (the same Omniglot character
+    drawn by another hand) are picked only when nothing else is left. Deterministic.
+    """
+    a = _np(x).reshape(len(x), -1).astype(np.float64)
+    k = min(int(k), len(a))
+    if k <= 0:
+        return []
+    chosen = [0]
+    dist = np.linalg.norm(a - a[0], axis=1)
+    while len(chosen) < k:
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(a - a[nxt], axis=1))
+    return chosen
 
 
 def legend_outside(ax: plt.Axes, **kwargs) -> plt.Legend | None:
