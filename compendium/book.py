@@ -495,11 +495,15 @@ def _launch_source_notebooks(app, pagename, templatename, context, doctree) -> N
 
 def setup(app) -> dict:
     """Sphinx entry point: check MathJax is installed (installing it from the lock if not), copy it into
-    the HTML after the build, and fix the launch buttons of executed chapters."""
+    the HTML after the build, fix the launch buttons of executed chapters and number each chapter's
+    figures by chapter (:func:`compendium.figures.number_by_chapter`)."""
     app.connect("config-inited", _set_repository_url)
     app.connect("builder-inited", lambda app: vendor_assets(app.srcdir))
     app.connect("build-finished", _copy_mathjax)
     app.connect("html-page-context", _launch_source_notebooks, priority=900)
+    from compendium.figures import number_by_chapter
+
+    app.connect("env-get-updated", number_by_chapter, priority=900)  # Figure NN.k, after Sphinx's numbers
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 

@@ -11,7 +11,8 @@ Both are written from data, never by hand:
   the verdicts per chapter and per paper and lists the papers' claims no chapter checks (the registry's
   ``unchecked``).
 * :func:`figure_index` reads the executed chapters (``book/chapters/*.ipynb``) and lists every figure
-  with its notebook, cell and the command that regenerates it.
+  with a thumbnail linked to it, its number and caption, its notebook cell and the command that
+  regenerates it (thumbnails ``thumb_<figure name>.png`` next to the page).
 
 :func:`write_pages` writes both as MyST markdown into ``book/generated/`` (git-ignored); the HTML build
 calls it before Sphinx runs; the forest plots are PNGs next to the page (``report_forest_<chapter>.png``). ``python -m compendium.report`` does the same by hand.
@@ -608,20 +609,50 @@ def _notebook_title(cells: list[dict[str, Any]], fallback: str) -> str:
     return fallback
 
 
-def figure_index(chapters_dir: str | os.PathLike, profile: str | None = None) -> str:
+def _thumbnail(mime: str, payload: str, out: Path, width: int = 240) -> Path:
+    """Write a figure's image (a base64 PNG or SVG text) as a thumbnail at most ``width`` pixels wide."""
+    import base64
+    import io
+
+    import matplotlib.image
+
+    if mime == "image/svg+xml":
+        path = out.with_suffix(".svg")
+        path.write_text(payload)
+        return path
+    raw = base64.b64decode(payload)
+    w = matplotlib.image.imread(io.BytesIO(raw)).shape[1]
+    path = out.with_suffix(".png")
+    if w <= width:
+        path.write_bytes(raw)
+    else:
+        matplotlib.image.thumbnail(io.BytesIO(raw), str(path), scale=width / w)
+    return path
+
+
+def figure_index(
+    chapters_dir: str | os.PathLike, profile: str | None = None, thumbs_dir: str | os.PathLike | None = None
+) -> str:
     """MyST markdown listing every figure of the executed chapters in ``chapters_dir``.
 
-    A figure is an ``image/png`` or ``image/svg+xml`` output of a code cell. Each row names the chapter,
-    the code cell (its 1-based position among the notebook's cells, as in Jupyter), the section it
-    belongs to and the command that regenerates it.
+    A numbered figure is one a chapter glues with :func:`compendium.figures.show` and places with a
+    ``{glue:figure}`` directive: its entry shows a thumbnail (written to ``thumbs_dir`` as
+    ``thumb_<name>.png``, linked to the figure in its chapter) when ``thumbs_dir`` is given, its number
+    (a ``{numref}`` link), its caption, the code cell that draws it (1-based, as Jupyter counts) and the
+    command that regenerates it. Any other ``image/png`` / ``image/svg+xml`` output of a code cell is
+    listed as an unnumbered figure with its cell and section.
     """
+    from compendium.figures import glued_images, placed_figures
+
     folder = Path(chapters_dir)
+    thumbs = Path(thumbs_dir) if thumbs_dir is not None else None
     lines = [
         "# Figure index",
         "",
         "Every figure of the book, where it is made and how to make it again. Cell numbers count the "
         "notebook's cells from 1, as Jupyter shows them; `make chapter NB=<chapter> PROFILE=<profile>` "
-        "re-executes a chapter (its models come from the cache in `.cache/models` when they exist).",
+        "re-executes a chapter (its models come from the cache in `.cache/models` when they exist). "
+        "A thumbnail links to its figure.",
         "",
     ]
     any_fig = False
@@ -629,6 +660,27 @@ def figure_index(chapters_dir: str | os.PathLike, profile: str | None = None) ->
         nb = json.loads(path.read_text())
         cells = nb.get("cells", [])
         prof = profile or nb.get("metadata", {}).get("ualib", {}).get("profile", "cpu")
+        glued = glued_images(nb)
+        entries = []
+        for fig in placed_figures(nb):
+            if fig.key not in glued or not fig.name:
+                continue
+            cell, mime, payload = glued[fig.key]
+            if thumbs is not None:
+                thumb = _thumbnail(mime, payload, thumbs / f"thumb_{fig.name}")
+                entries += [
+                    f"```{{image}} {thumb.name}",
+                    f":alt: thumbnail of the figure {fig.name}",
+                    ":width: 200px",
+                    f":target: ../chapters/{path.stem}.html#{fig.name}",
+                    "```",
+                    "",
+                ]
+            entries += [
+                f"{{numref}}`{fig.name}`: {fig.caption}",
+                f"Drawn in code cell {cell + 1}; regenerate with `make chapter NB={path.stem} PROFILE={prof}`.",
+                "",
+            ]
         rows = []
         for i, cell in enumerate(cells):
             if cell.get("cell_type") != "code":
@@ -640,7 +692,7 @@ def figure_index(chapters_dir: str | os.PathLike, profile: str | None = None) ->
             )
             if n:
                 rows.append(f"| {i + 1} | {_escape(_heading_before(cells, i)) or '–'} | {n} |")
-        if not rows:
+        if not entries and not rows:
             continue
         any_fig = True
         lines += [
@@ -649,11 +701,17 @@ def figure_index(chapters_dir: str | os.PathLike, profile: str | None = None) ->
             f"Chapter {{doc}}`../chapters/{path.stem}`, notebook `notebooks/{path.name}`; regenerate with "
             f"`make chapter NB={path.stem} PROFILE={prof}`.",
             "",
-            "| cell | section | figures |",
-            "|---|---|---|",
-            *rows,
-            "",
+            *entries,
         ]
+        if rows:
+            lines += [
+                "Unnumbered figures:",
+                "",
+                "| cell | section | figures |",
+                "|---|---|---|",
+                *rows,
+                "",
+            ]
     if not any_fig:
         lines.append("No executed chapters with figures were found; run `make book` first.")
     return "\n".join(lines).rstrip() + "\n"
@@ -668,11 +726,12 @@ def write_pages(root: str | os.PathLike | None = None, *, profile: str | None = 
     out = base / "book" / "generated"
     out.mkdir(parents=True, exist_ok=True)
     results_root = results_dir() if root is None else Path(os.environ.get("UALIB_RESULTS", base / "results"))
-    for stale in out.glob("report_forest_*.png"):  # a chapter's plot goes when its claims do
-        stale.unlink()
+    for pattern in ("report_forest_*.png", "thumb_*.png", "thumb_*.svg"):  # a plot goes when its source does
+        for stale in out.glob(pattern):
+            stale.unlink()
     pages = {
         out / "reproduction.md": reproduction_report(load_all_results(results_root), figures_dir=out),
-        out / "figures.md": figure_index(base / "book" / "chapters", profile=profile),
+        out / "figures.md": figure_index(base / "book" / "chapters", profile=profile, thumbs_dir=out),
     }
     for path, text in pages.items():
         tmp = path.with_suffix(".md.tmp")

@@ -254,3 +254,49 @@ def test_report_counts_verdicts_per_chapter_and_per_paper_and_lists_unchecked_cl
     assert "## What no chapter checks" in text
     assert "| ardis2024extracting | works on edge devices | no edge device here |" in text
     assert "The registry lists none." in report.reproduction_report(results, unchecked_claims=[], paper_refs=refs)
+
+
+def test_figure_index_shows_numbered_figures_with_thumbnail_link_caption_and_command(tmp_path):
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+
+    from compendium.figures import GLUE_PREFIX
+
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)  # 600 px wide: the thumbnail is scaled down
+    ax.plot([0, 1])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["ualib"] = {"profile": "cpu"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell("figures.show(fig, 'fig-05-line')"),
+        nbformat.v4.new_markdown_cell(
+            "```{glue:figure} fig-05-line\n:name: fig-05-line\n\nA straight line, rising.\n```"
+        ),
+    ]
+    glued = {
+        "output_type": "display_data",
+        "metadata": {"scrapbook": {"name": "fig-05-line", "mime_prefix": GLUE_PREFIX}},
+        "data": {GLUE_PREFIX + "image/png": png, GLUE_PREFIX + "text/plain": "<Figure>"},
+    }
+    nb.cells[1].outputs = [nbformat.from_dict(glued)]
+    nbformat.write(nb, str(tmp_path / "05_demo.ipynb"))
+    thumbs = tmp_path / "thumbs"
+    thumbs.mkdir()
+    text = report.figure_index(tmp_path, thumbs_dir=thumbs)
+    assert "```{image} thumb_fig-05-line.png" in text
+    assert ":target: ../chapters/05_demo.html#fig-05-line" in text
+    assert "{numref}`fig-05-line`: A straight line, rising." in text
+    assert "Drawn in code cell 2; regenerate with `make chapter NB=05_demo PROFILE=cpu`." in text
+    assert "Unnumbered figures" not in text  # the glued figure is not counted twice
+    thumb = matplotlib.image.imread(thumbs / "thumb_fig-05-line.png")
+    assert thumb.shape[1] == 240 and thumb.shape[0] == 120
