@@ -498,25 +498,38 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
 
 
-def glue_texts(claims: Sequence[ClaimResult] = (), checks: Sequence[Check] = ()) -> dict[str, str]:
+def glue_texts(
+    claims: Sequence[ClaimResult] = (), checks: Sequence[Check] = (), *, chapter: str | None = None
+) -> dict[str, str]:
     """The texts a chapter's Discussion quotes, keyed by id: so that a rerun cannot leave old numbers in prose.
 
-    For each claim ``<id>``: ``"estimate (95 % CI lo to hi)"``, and ``<id>.verdict``; for each check: its value.
-    Three significant digits, as in the results tables.
+    For each claim ``<id>``: ``"estimate (95 % CI lo to hi)"``, ``<id>.verdict`` and ``<id>.n`` (its sample
+    size); for each check: its value. Three significant digits, as in the results tables. With ``chapter``,
+    every registered claim of that chapter that was not judged in this run (a profile that skips CIFAR-10,
+    say) gets ``"not run in this profile"`` and the verdict ``"not judged"``, so the prose still builds.
     """
     out: dict[str, str] = {}
+    if chapter is not None:
+        for cid, spec in registry().items():
+            if spec.chapter == chapter:
+                out.update({cid: "not run in this profile", cid + ".verdict": "not judged", cid + ".n": "0"})
     for c in claims:
         d = c.to_dict()
         lo, hi = d["ci"]
         out[d["id"]] = f"{_fmt(d['estimate'])} (95 % CI {_fmt(lo)} to {_fmt(hi)})"
         out[d["id"] + ".verdict"] = str(d["verdict"])
+        out[d["id"] + ".n"] = f"{int(d['n']):,}"
     for k in checks:
         out[k.id] = _fmt(k.value)
     return out
 
 
 def glue(
-    claims: Sequence[ClaimResult] = (), checks: Sequence[Check] = (), values: dict[str, Any] | None = None
+    claims: Sequence[ClaimResult] = (),
+    checks: Sequence[Check] = (),
+    values: dict[str, Any] | None = None,
+    *,
+    chapter: str | None = None,
 ) -> dict[str, str]:
     """myst-nb ``glue`` every text of :func:`glue_texts` (and each ``values`` entry) without displaying it.
 
@@ -524,7 +537,7 @@ def glue(
     """
     from myst_nb import glue as _glue
 
-    texts = glue_texts(claims, checks)
+    texts = glue_texts(claims, checks, chapter=chapter)
     texts.update({str(k): str(v) for k, v in (values or {}).items()})
     for key, text in texts.items():
         _glue(key, text, display=False)

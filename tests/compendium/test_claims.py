@@ -243,8 +243,21 @@ def test_glue_texts_quote_estimate_interval_verdict_and_check_values():
     assert texts == {
         "99_test.gap": "0.123 (95 % CI 0.1 to 0.2)",
         "99_test.gap.verdict": "supported",
+        "99_test.gap.n": "10",
         "99_test.exact": "3.2e-07",
     }
     # NaN intervals (an undefined statistic) are quoted as such, not as a number
     nan = C.judge_interval("99_test.gap", float("nan"), (float("nan"), float("nan")), n=10, spec=spec)
     assert C.glue_texts([nan])["99_test.gap"] == "nan (95 % CI nan to nan)"
+
+
+def test_glue_texts_fill_the_claims_a_profile_did_not_judge():
+    reg = C.registry()
+    chapter = "04_uam"
+    ids = [cid for cid, s in reg.items() if s.chapter == chapter]
+    judged = C.judge_interval(ids[0], 0.9, (0.85, 0.95), n=40)
+    texts = C.glue_texts([judged], chapter=chapter)
+    assert texts[ids[0] + ".verdict"] == judged.verdict and texts[ids[0] + ".n"] == "40"
+    for cid in ids[1:]:  # registered for the chapter but not judged in this run
+        assert texts[cid] == "not run in this profile" and texts[cid + ".verdict"] == "not judged"
+    assert not any(k.startswith("05_") for k in texts)

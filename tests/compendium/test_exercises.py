@@ -19,7 +19,11 @@ DIRECTIVE = re.compile(r"^```\{(exercise|solution|solution-start|solution-end)\}
 
 
 def _cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+    """The notebook's cells after its install cell (the hidden first cell of compendium.book.install_cell_source)."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    if cells and "remove-cell" in cells[0]["metadata"].get("tags", []) and "import ualib" in _text(cells[0]):
+        cells = cells[1:]
+    return cells
 
 
 def _text(cell: dict) -> str:
