@@ -61,6 +61,7 @@ __all__ = [
     "papers",
     "judge",
     "judge_interval",
+    "bootstrap",
     "check",
     "verdict",
     "glue_texts",
@@ -455,6 +456,26 @@ def judge(
         method = f"hierarchical percentile bootstrap ({how}; {len(per)} seed(s), {B} resamples)"
     ci = _percentile_ci(stats, est)
     return ClaimResult(s, est, ci, n, seeds, method, verdict(ci, s.direction, s.threshold))
+
+
+def bootstrap(
+    statistic: Callable[..., float], *samples: Any, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """A statistic of per-input arrays with its seeded 95 % percentile-bootstrap interval, no verdict.
+
+    The same paired resampling as :func:`judge` (``samples`` share their first axis and are drawn
+    jointly), for a number a figure or table shows with its interval but that is not a registered
+    claim (each method's own mean AUC-URR, say, where the claims test differences). Returns
+    ``(estimate, (lo, hi))``; the interval is NaN when the estimate is, or when more than 5 % of the
+    resamples give a non-finite statistic.
+    """
+    if int(n_resamples) < 1000:
+        raise ValueError(f"n_resamples must be at least 1000, got {n_resamples}")
+    groups = [_group(samples, "samples")]
+    rng = np.random.default_rng(seed)
+    est = _apply(statistic, groups)
+    stats = np.array([_apply(statistic, groups, _draw(rng, groups)) for _ in range(int(n_resamples))])
+    return est, _percentile_ci(stats, est)
 
 
 def judge_interval(

@@ -41,6 +41,22 @@ def test_bootstrap_ci_of_a_known_mean_difference_covers_it_at_the_normal_width()
     assert C.judge("99_test.x", _mean_diff, a, b, spec=_spec(), seed=1).ci != r.ci
 
 
+def test_bootstrap_of_one_mean_has_the_normal_width_and_is_seeded():
+    rng = np.random.default_rng(3)
+    n = 4000
+    a = 2.0 + rng.normal(size=n)
+    est, (lo, hi) = C.bootstrap(np.mean, a, seed=0)
+    assert est == pytest.approx(np.mean(a)) and lo < est < hi
+    assert (hi - lo) == pytest.approx(2 * 1.96 * np.std(a, ddof=1) / math.sqrt(n), rel=0.12)  # normal theory
+    assert C.bootstrap(np.mean, a, seed=0)[1] == (lo, hi) and C.bootstrap(np.mean, a, seed=1)[1] != (lo, hi)
+    # a paired statistic of two arrays, and NaN when the statistic is undefined
+    est2, _ = C.bootstrap(lambda u, v: float(np.mean(u - v)), a, a - 1.0)
+    assert est2 == pytest.approx(1.0)
+    assert all(math.isnan(v) for v in C.bootstrap(np.mean, np.full(10, np.nan))[1])
+    with pytest.raises(ValueError, match="n_resamples"):
+        C.bootstrap(np.mean, a, n_resamples=10)
+
+
 def test_coverage_of_the_percentile_interval_is_near_95_percent():
     rng = np.random.default_rng(2)
     hits = 0
