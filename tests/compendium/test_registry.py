@@ -21,19 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIRS = (ROOT / "results" / "cpu", ROOT / "tests" / "reference" / "tiny")
 RESULTS_FILES = sorted(p for d in RESULTS_DIRS for p in d.glob("*.json"))
 
-# Chapters with at least one results file still in the shape written before the claims engine (one
-# `measured` number, `op`, `passed`; no interval). Issue #13 removes them one by one: when a chapter is
-# converted and all of its results files are rewritten, delete it here (the test below fails until then).
-NOT_YET_ON_THE_ENGINE = (
-    "01_uncertainty_basics",
-    "02_ua_backprop",
-    "03_uncertainty_mitigation",
-    "05_explanation_uncertainty",
-    "06_gradient_meta_classification",
-    "07_justification",
-    "09_explorer",  # results/cpu only: tests/reference/tiny/09_explorer.json is on the engine
-)
-
 REQUIRED = ("paper", "wording", "source", "statistic", "direction", "threshold", "threshold_source", "interval")
 
 
@@ -108,12 +95,10 @@ def _old_shape_chapters() -> dict[str, list[str]]:
     return out
 
 
-def test_old_shape_results_only_for_the_chapters_not_yet_on_the_engine():
+def test_every_results_file_is_on_the_claims_engine():
+    """No results file keeps the pass/fail shape written before the claims engine (one number, no interval)."""
     old = _old_shape_chapters()
-    stray = {ch: files for ch, files in old.items() if ch not in NOT_YET_ON_THE_ENGINE}
-    assert not stray, f"results without intervals in chapters already on the claims engine: {stray}"
-    converted = [ch for ch in NOT_YET_ON_THE_ENGINE if ch not in old]
-    assert not converted, f"these chapters are on the engine now: remove them from NOT_YET_ON_THE_ENGINE: {converted}"
+    assert not old, f"results without intervals: {old}"
 
 
 def test_registry_entries_are_complete(raw_registry):
