@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.scaling import memory_check, scaling
+from benchmarks.scaling import memory_check_fresh, scaling
 from benchmarks.suite import CASES, run_case
 
 RESULTS = Path(__file__).parent / "results"
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(r.as_dict())
     torch.set_num_threads(threads[0])
     rows = [] if args.no_scaling else scaling(quick=args.quick)
-    memory = memory_check(quick=args.quick)
+    memory = memory_check_fresh(quick=args.quick, threads=threads[0])
     failed |= not all(m["ok"] for m in memory)
     out = args.out or RESULTS / f"{info['name']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

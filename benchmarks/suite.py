@@ -486,7 +486,10 @@ CASES: list[Case] = [
     Case("per-sample grad norms LeNet B=256 (hooks)", "Opacus GradSampleModule", setup_grad_opacus),
     Case("gradient metrics, all 6 statistics (hooks)", "ualib loop (autograd per sample)", setup_grad_loop,
          note="reference loop of the former bench_gradient_metrics.py (target there: >= 10x)", cheap=False),
-    Case("integrated gradients 32 steps LeNet B=64", "Captum IntegratedGradients riemann_right", setup_ig),
+    Case("integrated gradients 32 steps LeNet B=64", "Captum IntegratedGradients riemann_right", setup_ig,
+         note="both evaluate the gradient at the same 32 x B interpolated points (Captum in one batch, ualib in "
+              "chunks of its batch_size) and sum them: the same work, so a ratio near 1 is the expected result "
+              "and its spread the machine's noise (compare the thread rows and the committed runs)"),
     Case("SmoothGrad n=50 LeNet B=32 (same noise)", "Captum NoiseTunnel(Saliency)", setup_smoothgrad,
          note="both push the same n x B noisy points through one forward + backward: the same work, so a "
               "ratio near 1 is the expected result and its spread the machine's noise"),
