@@ -108,7 +108,9 @@ _SCRIPT = """
 """
 
 
-def export_html(views: list[dict], *, element_id: str = "static-explorer", default: str | None = None) -> str:
+def export_html(
+    views: list[dict], *, element_id: str = "static-explorer", default: str | None = None, caption: str | None = None
+) -> str:
     """A self-contained HTML fragment that switches between precomputed views (:func:`precompute`).
 
     Parameters
@@ -119,6 +121,8 @@ def export_html(views: list[dict], *, element_id: str = "static-explorer", defau
         The ``id`` of the fragment's root ``<div>``.
     default
         Key of the view shown first; default: the first view.
+    caption
+        When given, the image and its numbers are a ``<figure>`` with this ``<figcaption>`` (plain text).
 
     Returns
     -------
@@ -157,9 +161,12 @@ def export_html(views: list[dict], *, element_id: str = "static-explorer", defau
     doc = (
         f'<div id="{html.escape(element_id)}" class="static-explorer">'
         f'<div class="ue-controls" style="display:flex;flex-wrap:wrap;gap:0.8em">{"".join(selects)}</div>'
-        '<div style="display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start">'
+        + ('<figure style="margin:0">' if caption else "")
+        + '<div style="display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start">'
         '<img style="max-width:640px;width:100%" alt="">'
-        '<table class="ue-numbers"><tbody></tbody></table></div><p class="ue-msg"></p>'
+        '<table class="ue-numbers"><tbody></tbody></table></div>'
+        + (f"<figcaption>{html.escape(caption)}</figcaption></figure>" if caption else "")
+        + '<p class="ue-msg"></p>'
         f'<script type="application/json">{payload}</script>'
         f"<script>{_SCRIPT % {'id': json.dumps(element_id)}}</script></div>"
     )

@@ -72,6 +72,16 @@ def test_fragment_holds_the_views_and_their_options():
     assert payload == {v["key"]: {"png": v["png"], "numbers": v["numbers"]} for v in views}
 
 
+def test_caption_makes_the_view_a_figure():
+    views = _views()
+    plain = export_html(views)
+    assert "<figure" not in plain and "<figcaption" not in plain
+    doc = export_html(views, caption="Views <precomputed> & switched")
+    fig = doc[doc.index("<figure") : doc.index("</figure>")]
+    assert "<img" in fig and "ue-numbers" in fig  # the image and its numbers are inside the figure
+    assert "<figcaption>Views &lt;precomputed&gt; &amp; switched</figcaption>" in fig
+
+
 def test_bad_input_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="at least one"):
         export_html([])

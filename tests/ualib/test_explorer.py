@@ -228,6 +228,13 @@ def test_repr_mimebundle_has_png_text_and_widget(world):
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
     assert "prediction" in bundle["text/plain"] and "epistemic" in bundle["text/plain"]
     assert "application/vnd.jupyter.widget-view+json" in bundle
+    # a static page: the same picture inside a captioned <figure>, the caption naming the view shown
+    html = bundle["text/html"]
+    assert html.startswith("<figure") and html.endswith("</figure>")
+    assert f"data:image/png;base64,{bundle['image/png']}" in html
+    caption = html.split("<figcaption>")[1].split("</figcaption>")[0]
+    st = ex.view.state
+    assert all(str(v) in caption for v in (st.method, st.kind, st.posterior, st.index)), caption
 
 
 def test_render_has_input_map_colorbar_and_numbers(world):

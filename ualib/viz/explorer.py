@@ -42,6 +42,7 @@ NeurIPS 2018.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import time
 from collections.abc import Callable, Mapping
@@ -431,6 +432,13 @@ def _png(fig: plt.Figure) -> bytes:
 # -- the widget layer -----------------------------------------------------------------------------
 
 
+def _caption(view: ExplorerView) -> str:
+    """The caption of a view's picture on a page without a kernel: what it shows, and that it is static."""
+    st = view.state
+    return (f"{st.method} map of the {st.kind} uncertainty of {st.posterior} on {st.source} #{st.index}. "
+            "A picture of the explorer's current view: the controls answer only in a running notebook.")  # fmt: skip
+
+
 class Explorer:
     """The interactive explorer: ipywidgets controls -> :func:`compute_view` (cached) -> :func:`render`.
 
@@ -456,8 +464,9 @@ class Explorer:
         ``ExplorerState -> ExplorerView``: each state is computed (and rendered) once.
 
     Displaying an ``Explorer`` gives a bundle with the widget view, a ``image/png`` of the current
-    view and ``text/plain``: a live kernel shows the widget, a static page (or any front end that
-    drops the widget mimetype) the PNG.
+    view, the same picture as a captioned ``<figure>`` in ``text/html``, and ``text/plain``: a live
+    kernel shows the widget, a static page (or any front end that drops the widget mimetype) the
+    captioned picture.
     """
 
     def __init__(
@@ -589,7 +598,13 @@ class Explorer:
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
         if self.view is not None:
-            bundle["image/png"] = base64.b64encode(self._figures[self.view.state][1]).decode("ascii")
+            png = base64.b64encode(self._figures[self.view.state][1]).decode("ascii")
+            bundle["image/png"] = png
+            # a static page shows this instead of the widget: the picture with a caption saying what it is
+            bundle["text/html"] = (
+                f'<figure class="explorer-fallback"><img src="data:image/png;base64,{png}" alt="explorer view">'
+                f"<figcaption>{html.escape(_caption(self.view))}</figcaption></figure>"
+            )
         text = self.view.summary() if self.view is not None else "Explorer (no view)"
         bundle["text/plain"] = (
             text if self.error is None else f"{text}\n(cannot show the chosen combination: {self.error})"
