@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from conftest import in_ci
 
 from benchmarks.suite import CASES, Agreement, interleaved_best, pearson_min, run_case
 from compendium.bench_page import benchmark_page, write_benchmark_page
@@ -18,7 +19,7 @@ MISSING = [p for p in PEERS if importlib.util.find_spec(p) is None]
 
 def test_bench_extra_is_installed_in_ci():
     """`make env` installs the bench extra; in CI a missing peer is a failure, not a skip."""
-    if os.environ.get("CI", "").strip().lower() == "true":
+    if in_ci():
         assert not MISSING, f"the bench extra is not installed: {MISSING}"
 
 

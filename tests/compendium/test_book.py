@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from conftest import prerequisite_missing
 
 from compendium.book import (
     INSTALL_MARK,
@@ -127,9 +128,7 @@ def test_launch_buttons_open_the_source_notebook():
 def test_mathjax_installs_from_the_lock_once(tmp_path):
     """npm ci runs when node_modules is missing or came from another lock, and not otherwise."""
     if shutil.which("npm") is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("npm is needed to build the book (it installs MathJax from book/package-lock.json)")
-        pytest.skip("npm is not installed")
+        prerequisite_missing("npm is needed to build the book (it installs MathJax from book/package-lock.json)")
     book = tmp_path / "book"
     book.mkdir()
     for name in ("package.json", "package-lock.json"):

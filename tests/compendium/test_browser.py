@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import in_ci, prerequisite_missing
 
 from compendium.book import build_html, chapters, run_chapter, vendor_assets
 from compendium.browser import book_pages, check_book, find_chromium
@@ -25,7 +25,7 @@ from compendium.reproduce import REFERENCE_ROOT, compare_trees, foreign_numerics
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "_build" / "screenshots" / "tiny"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IN_CI = in_ci()
 # 1 x 1 PNG
 PIXEL = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
@@ -43,9 +43,7 @@ def _browser() -> str:
     except ImportError:
         missing.append("Playwright's Python package is not installed (pip install -e '.[test]')")
     if missing:
-        if IN_CI:
-            pytest.fail("the browser test must run in CI: " + "; ".join(missing))
-        pytest.skip("; ".join(missing))
+        prerequisite_missing("the browser test needs: " + "; ".join(missing))
     return exe
 
 

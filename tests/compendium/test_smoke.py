@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import prerequisite_missing
 
 from compendium import book
 from compendium.profiles import PROFILES, SMOKE_MAX_N, smoke_parameters
@@ -91,10 +92,7 @@ def test_smoke_parameters_shrink_the_gpu_ones(nb_path: Path) -> None:
 @pytest.mark.data
 def test_smoke_run_of_one_chapter(mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file():  # chapter 6's Fashion-MNIST task
-        msg = "Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)"
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        prerequisite_missing("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
     monkeypatch.setenv("UALIB_DATA_MIRROR", str(mirror))
     monkeypatch.setenv("UALIB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("UALIB_CACHE", str(tmp_path / "models"))

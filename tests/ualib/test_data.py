@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import shutil
 import tarfile
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import prerequisite_missing
 from PIL import Image
 
 import ualib.data as data
@@ -596,10 +596,9 @@ def _debian_fashion() -> Path:
     """Debian's dataset-fashion-mnist folder: skipped where it is not installed, a failure in CI."""
     folder = data._images.DEBIAN_FASHION_MNIST
     if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
-        msg = f"Debian's dataset-fashion-mnist is not installed ({folder}); apt-get install dataset-fashion-mnist"
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        prerequisite_missing(
+            f"Debian's dataset-fashion-mnist is not installed ({folder}); apt-get install dataset-fashion-mnist"
+        )
     return folder
 
 
