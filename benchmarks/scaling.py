@@ -10,6 +10,9 @@ tracks the tensors alive at once.
 from __future__ import annotations
 
 import ctypes
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -193,10 +196,6 @@ def memory_check_fresh(*, quick: bool = False, threads: int = 1) -> list[dict]:
     192 MiB and gradient metrics 41, 40, 59, 81 MiB at B = 256 ... 2048, failing the check, while a fresh
     process read 83, 84, 86, 89 and 21, 21, 21, 21 MiB at 1 or 2 threads.
     """
-    import json
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "benchmarks.scaling", "--threads", str(threads)] + (["--quick"] if quick else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -209,7 +208,6 @@ def memory_check_fresh(*, quick: bool = False, threads: int = 1) -> list[dict]:
 
 if __name__ == "__main__":  # the fresh process of memory_check_fresh: log lines, then the rows as one JSON line
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(description="the bounded-memory check alone, in this process")
     parser.add_argument("--threads", type=int, default=1)

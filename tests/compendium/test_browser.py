@@ -25,7 +25,6 @@ from compendium.reproduce import REFERENCE_ROOT, compare_trees, foreign_numerics
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "_build" / "screenshots" / "tiny"
-IN_CI = in_ci()
 # 1 x 1 PNG
 PIXEL = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
@@ -53,7 +52,7 @@ def _mathjax(root: Path) -> Path:
     try:
         return vendor_assets(root)[0]
     except RuntimeError as err:
-        if IN_CI:
+        if in_ci():
             raise
         pytest.skip(str(err))
 
