@@ -39,6 +39,8 @@ from ualib._checks import (
 )
 from ualib._paths import cache_dir as default_cache_dir
 from ualib._progress import progress_bar
+from ualib.data.augment import AUGMENTATIONS
+from ualib.data.augment import augment as _augment
 from ualib.models import MODEL_NAMES, build_model
 from ualib.posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
 from ualib.seeding import derive_seed, generator, preserve_rng, seed_everything
@@ -46,6 +48,10 @@ from ualib.seeding import derive_seed, generator, preserve_rng, seed_everything
 __all__ = ["TrainConfig", "build_posterior", "fit", "train", "cache_key", "numerics", "KERNEL_ENV", "POSTERIOR_NAMES"]
 
 POSTERIOR_NAMES = ("mc_dropout", "dropconnect", "ensemble", "flipout", "edl")
+SCHEDULES = ("constant", "onecycle")
+# settings added after the cache existed: left out of the cache key at their defaults, so that the
+# models trained before them keep their keys
+_KEY_DEFAULTS = {"augment": None, "schedule": "constant"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,15 @@ class TrainConfig:
         ``evidence``, ``loss``, ``task="regression"`` for a regressor with one output ...).
     epochs, batch_size, lr, weight_decay, seed
         Adam optimisation settings and the seed of initialisation, shuffling and training noise.
+    augment
+        ``None``, or a training-time augmentation of :data:`ualib.data.augment.AUGMENTATIONS`
+        (``"crop_flip"``: random crops of the 4-pixel zero-padded image and horizontal flips, the
+        standard CIFAR-10 augmentation), drawn per batch from a generator seeded with ``(seed, epoch)``.
+    schedule
+        ``"constant"`` (the learning rate ``lr`` throughout) or ``"onecycle"`` (Smith & Topin 2019,
+        "Super-convergence": the rate rises from ``lr / 25`` to ``lr`` over the first 30 % of the
+        steps, then anneals along a cosine to ``lr / 2.5e5``; PyTorch's
+        :class:`~torch.optim.lr_scheduler.OneCycleLR` with its defaults).
 
     Examples
     --------
@@ -86,6 +101,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+    augment: str | None = None
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         check_choice(self.model, "model", MODEL_NAMES)
@@ -96,6 +113,9 @@ class TrainConfig:
         check_nonnegative_float(self.weight_decay, "weight_decay")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        if self.augment is not None:
+            check_choice(self.augment, "augment", AUGMENTATIONS)
+        check_choice(self.schedule, "schedule", SCHEDULES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,6 +151,8 @@ def fit(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     seed: int = 0,
+    augment: str | None = None,
+    schedule: str = "constant",
     progress: bool = True,
     desc: str | None = None,
 ) -> dict[str, list[float]]:
@@ -141,18 +163,28 @@ def fit(
 
     Shuffling uses a generator seeded with ``(seed, epoch)``; stochastic layers draw from the global
     RNG, seeded with ``seed`` here and restored afterwards, so the same call gives the same weights on
-    the CPU. ``progress`` shows one plain ``tqdm`` bar over all steps, with the epoch and running loss.
+    the CPU. ``augment`` and ``schedule`` are those of :class:`TrainConfig`; augmentation draws from a
+    generator seeded with ``(seed, "augment", epoch)``. ``progress`` shows one plain ``tqdm`` bar over
+    all steps, with the epoch and running loss.
     """
     check_model_dtype(check_tensor(x, "x", ndim=(2, 3, 4), nonempty=True), "x", posterior.parameters())
     classification = getattr(posterior, "task", "classification") != "regression"
     check_tensor(y, "y", ndim=1, floating=not classification, integer=classification)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if augment is not None:
+        check_choice(augment, "augment", AUGMENTATIONS)
+        if x.ndim != 4:
+            raise ValueError(f"augment={augment!r} needs images x [N, C, H, W], got x of shape {tuple(x.shape)}")
+    check_choice(schedule, "schedule", SCHEDULES)
     device = posterior.device
     opt = torch.optim.Adam(posterior.parameters(), lr=lr, weight_decay=weight_decay)
     history: dict[str, list[float]] = {"loss": [], "seconds": []}
     n = len(x)
     steps_per_epoch = (n + batch_size - 1) // batch_size
+    sched = None
+    if schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     bar = progress_bar(
         progress=bool(progress), desc=desc or posterior.name, total=epochs * steps_per_epoch, unit="step"
     )
@@ -163,15 +195,21 @@ def fit(
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 perm = torch.randperm(n, generator=generator(seed, "shuffle", epoch))
+                aug_gen = generator(seed, "augment", epoch) if augment is not None else None
                 total, count = 0.0, 0
                 for i in range(0, n, batch_size):
                     idx = perm[i : i + batch_size]
-                    xb, yb = x[idx].to(device), y[idx].to(device)
+                    xb, yb = x[idx], y[idx].to(device)
+                    if aug_gen is not None:
+                        xb = _augment(augment, xb, aug_gen)
+                    xb = xb.to(device)
                     with model_input_errors("x", x), _label_errors(posterior, xb, y, classification):
                         loss = posterior.training_loss(xb, yb, epoch=epoch, num_train=n)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    if sched is not None:
+                        sched.step()
                     total += loss.item() * len(idx)
                     count += len(idx)
                     bar.update(1)
@@ -238,8 +276,9 @@ def cache_key(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: str
     """The SHA-256 cache key of a configuration, its training data, the device type and the
     :func:`numerics` of this process (thread count, CPU capability, kernel-selecting environment
     variables, library versions)."""
+    cfg = {k: v for k, v in config.to_dict().items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
     doc = {
-        "config": config.to_dict(),
+        "config": cfg,
         "data": _fingerprint(x, y),
         "device": torch.device(device).type,
         "numerics": numerics(),
@@ -342,6 +381,8 @@ def train(
         lr=config.lr,
         weight_decay=config.weight_decay,
         seed=config.seed,
+        augment=config.augment,
+        schedule=config.schedule,
         progress=progress,
         desc=f"{config.posterior} ({config.dataset})",
     )

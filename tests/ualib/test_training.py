@@ -153,3 +153,70 @@ def test_fit_rejects_mismatched_data(digits):
     post = build_posterior(config())
     with pytest.raises(ValueError, match="same length"):
         fit(post, x, y[:-1], epochs=1, progress=False)
+
+
+def test_new_settings_at_their_defaults_keep_the_old_cache_keys(digits):
+    """``augment`` and ``schedule`` came after the cache: at their defaults the key is the old one (the
+    configuration without them), so models trained before them are still found; set, they change it."""
+    import hashlib
+    import json
+
+    from ualib.training import _fingerprint
+
+    x, y = digits
+    old = {k: v for k, v in config().to_dict().items() if k not in ("augment", "schedule")}
+    doc = {"config": old, "data": _fingerprint(x, y), "device": "cpu", "numerics": numerics()}
+    assert (
+        cache_key(config(), x, y) == hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    )
+    assert cache_key(config(augment="crop_flip"), x, y) != cache_key(config(), x, y)
+    assert cache_key(config(schedule="onecycle"), x, y) != cache_key(config(), x, y)
+
+
+def test_augmented_onecycle_training_is_deterministic_and_differs_from_plain(digits):
+    x, y = digits
+    cfg = config(augment="crop_flip", schedule="onecycle", lr=3e-3)
+    p1, _ = train(cfg, x, y, cache=False, progress=False)
+    p2, _ = train(cfg, x, y, cache=False, progress=False)
+    assert torch.equal(p1.logits(x[:16]), p2.logits(x[:16]))
+    p3, _ = train(config(lr=3e-3), x, y, cache=False, progress=False)
+    assert not torch.equal(p1.logits(x[:16]), p3.logits(x[:16]))
+
+
+def test_onecycle_follows_smith_and_topins_schedule(digits):
+    """The rate starts at lr/25, peaks at lr after 30 % of the steps and ends near lr/2.5e5 (closed form)."""
+    import math
+
+    x, y = digits
+    post = build_posterior(config())
+    seen = []
+    orig = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", spy)
+        fit(post, x, y, epochs=4, batch_size=40, lr=1e-2, schedule="onecycle", progress=False)
+    total = 4 * 10
+    up = 0.3 * total - 1  # OneCycleLR's warm-up phase ends at step pct_start * total - 1
+    for t, lr in enumerate(seen):
+        if t <= up:
+            want = 1e-2 / 25 + (1e-2 - 1e-2 / 25) * (1 - math.cos(math.pi * t / up)) / 2
+        else:
+            lo = 1e-2 / 25 / 1e4
+            want = lo + (1e-2 - lo) * (1 + math.cos(math.pi * (t - up) / (total - 1 - up))) / 2
+        assert lr == pytest.approx(want, rel=1e-6), t
+    assert len(seen) == total
+
+
+def test_training_settings_are_validated(digits):
+    x, y = digits
+    with pytest.raises(ValueError, match="augment must be one of"):
+        config(augment="mixup")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        config(schedule="cosine")
+    post = build_posterior(config(model="mlp", model_kwargs=dict(in_channels=64, num_classes=10)))
+    with pytest.raises(ValueError, match="needs images"):
+        fit(post, x.flatten(1), y, epochs=1, augment="crop_flip", progress=False)
