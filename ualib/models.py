@@ -23,19 +23,25 @@ __all__ = ["LeNet", "SmallCNN", "ResNet18", "MLP", "build_model", "MODEL_NAMES"]
 MODEL_NAMES = ("lenet", "small_cnn", "resnet18", "mlp")
 
 
-def _conv(cin: int, cout: int, k: int, flipout: bool, **kw) -> nn.Module:
+def _flipout_options(flipout: bool | dict) -> dict:
+    """``flipout`` is ``False``, ``True`` (default Flipout layers) or a dict of Flipout layer options
+    (e.g. ``{"rho_init": (-6.0, 0.1)}``, see :mod:`ualib.layers.flipout`)."""
+    return dict(flipout) if isinstance(flipout, dict) else {}
+
+
+def _conv(cin: int, cout: int, k: int, flipout: bool | dict, **kw) -> nn.Module:
     if flipout:
         from ualib.layers.flipout import FlipoutConv2d
 
-        return FlipoutConv2d(cin, cout, k, **kw)
+        return FlipoutConv2d(cin, cout, k, **_flipout_options(flipout), **kw)
     return nn.Conv2d(cin, cout, k, **kw)
 
 
-def _linear(fin: int, fout: int, flipout: bool) -> nn.Module:
+def _linear(fin: int, fout: int, flipout: bool | dict) -> nn.Module:
     if flipout:
         from ualib.layers.flipout import FlipoutLinear
 
-        return FlipoutLinear(fin, fout)
+        return FlipoutLinear(fin, fout, **_flipout_options(flipout))
     return nn.Linear(fin, fout)
 
 
@@ -56,7 +62,8 @@ class LeNet(nn.Module):
     batchnorm
         Insert ``BatchNorm2d`` after each convolution (and ``BatchNorm1d`` after the hidden layer).
     flipout
-        Use mean-field Gaussian Flipout layers (Bayes-by-backprop) instead of deterministic ones.
+        Use mean-field Gaussian Flipout layers (Bayes-by-backprop) instead of deterministic ones; a
+        dict passes its options to every Flipout layer (e.g. ``{"rho_init": (-6.0, 0.1)}``).
     widths
         Channels of the two convolutions and the hidden layer width.
 
@@ -74,7 +81,7 @@ class LeNet(nn.Module):
         *,
         dropout: float = 0.3,
         batchnorm: bool = False,
-        flipout: bool = False,
+        flipout: bool | dict = False,
         widths: tuple[int, int, int] = (16, 32, 128),
     ) -> None:
         super().__init__()
@@ -126,7 +133,7 @@ class SmallCNN(nn.Module):
         width: int = 32,
         dropout: float = 0.3,
         batchnorm: bool = True,
-        flipout: bool = False,
+        flipout: bool | dict = False,
     ) -> None:
         super().__init__()
         if in_size % 8:
@@ -232,7 +239,7 @@ class MLP(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         dropout: float = 0.2,
         batchnorm: bool = False,
-        flipout: bool = False,
+        flipout: bool | dict = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []

@@ -68,7 +68,8 @@ class TrainConfig:
         and e.g. ``dropout``, ``batchnorm``).
     posterior, posterior_kwargs
         One of :data:`POSTERIOR_NAMES` and its options (``num_samples``, ``p``, ``num_members``,
-        ``evidence``, ``loss``, ``task="regression"`` for a regressor with one output ...).
+        ``evidence``, ``loss``, Flipout's ``kl_weight`` and ``rho_init``, the (mean, std) of its
+        layers' initial ``rho``, ``task="regression"`` for a regressor with one output ...).
     epochs, batch_size, lr, weight_decay, seed
         Adam optimisation settings and the seed of initialisation, shuffling and training noise.
     augment
@@ -126,7 +127,8 @@ def build_posterior(config: TrainConfig) -> Posterior:
     mk = dict(config.model_kwargs)
     pk = dict(config.posterior_kwargs)
     if config.posterior == "flipout":
-        mk["flipout"] = True
+        # ``rho_init`` (a posterior option: the initial spread of q(W)) goes to every Flipout layer
+        mk["flipout"] = {"rho_init": tuple(pk.pop("rho_init"))} if "rho_init" in pk else True
     with preserve_rng():
         torch.manual_seed(derive_seed(config.seed, "init"))
         if config.posterior == "ensemble":

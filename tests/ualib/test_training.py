@@ -220,3 +220,20 @@ def test_training_settings_are_validated(digits):
     post = build_posterior(config(model="mlp", model_kwargs=dict(in_channels=64, num_classes=10)))
     with pytest.raises(ValueError, match="needs images"):
         fit(post, x.flatten(1), y, epochs=1, augment="crop_flip", progress=False)
+
+
+def test_flipout_rho_init_reaches_every_flipout_layer():
+    from ualib.layers.flipout import FlipoutConv2d, FlipoutLinear
+
+    cfg = config(
+        posterior="flipout",
+        model_kwargs=dict(in_channels=1, in_size=8, num_classes=10, dropout=0.0, widths=(8, 8, 32)),
+        posterior_kwargs={"num_samples": 4, "rho_init": [-6.0, 0.0]},
+    )
+    layers = [m for m in build_posterior(cfg).module.modules() if isinstance(m, (FlipoutConv2d, FlipoutLinear))]
+    assert len(layers) == 4
+    for layer in layers:
+        assert torch.all(layer.weight_rho == -6.0)
+    plain = build_posterior(config(posterior="flipout", posterior_kwargs={"num_samples": 4}))
+    rho = torch.cat([m.weight_rho.flatten() for m in plain.module.modules() if isinstance(m, FlipoutLinear)])
+    assert abs(float(rho.detach().mean()) + 3.0) < 0.05  # the layers' default N(-3, 0.1)
