@@ -188,7 +188,8 @@ def cifar_classifiers(
     *, epochs: int, batch_size: int, num_samples: int, dropout: float, seed: int, width: int = 16
 ) -> dict[str, TrainConfig]:
     """The MC-dropout CIFAR-10 network of :func:`cifar_configs` (``{"MC dropout": config}``), trained
-    ``epochs`` epochs: the one chapters 2 and 7 share with chapter 5 for the same arguments."""
+    ``epochs`` epochs: the one chapters 2 and 7 share (chapter 5's MC dropout draws 10 samples, not 20,
+    so it is a configuration of its own)."""
     return cifar_configs(
         epochs={"mc_dropout": epochs},
         batch_size=batch_size,
