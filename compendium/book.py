@@ -128,7 +128,8 @@ def run_chapter(
 
     With ``force=False`` the run is skipped when the executed copy was made from the same notebook,
     parameters and ``ualib`` sources (:func:`chapter_key`) and its results file exists. ``overrides``
-    replace profile parameters (e.g. ``{"seed": 1}`` for the seed-spread runs of ``make reference``);
+    replace profile parameters (e.g. ``{"seed": 1}`` for the seed-spread runs of ``make reference``; a
+    ``seed`` override shifts the training ``seeds`` with it);
     such a run is never taken from the cache. Returns the executed copy's path and whether it came
     from that cache.
     """
@@ -148,6 +149,11 @@ def run_chapter(
     if unknown:
         raise ValueError(f"overrides {unknown} are not parameters of {name} in profile {profile}: {sorted(parameters)}")
     if overrides:
+        if "seed" in overrides and "seeds" in parameters and "seeds" not in overrides:
+            # the training seeds move with the seed: a seed-spread run with seed 1 trains [1] where the profile
+            # trains [0], not the profile's seed-0 models under another name
+            shift = int(overrides["seed"]) - int(parameters["seed"])
+            overrides = {**overrides, "seeds": [int(x) + shift for x in parameters["seeds"]]}
         parameters.update(overrides)
         key += "+" + json.dumps(overrides, sort_keys=True)
         force = True

@@ -153,6 +153,31 @@ def test_run_refuses_overrides_that_are_not_parameters(tmp_path):
     assert not list(tmp_path.iterdir())  # refused before anything was executed
 
 
+@pytest.mark.parametrize("chapter", ["01_uncertainty_basics", "02_ua_backprop", "07_justification"])
+def test_a_seed_override_moves_the_training_seeds_with_it(tmp_path, monkeypatch, chapter):
+    """A seed-spread run (``--seed 1``) of a chapter with ``seeds`` must train seed 1's models, not the
+    profile's seed-0 models judged under another name."""
+    import papermill
+
+    from compendium.book import run_chapter
+    from compendium.profiles import chapter_parameters
+
+    seen = {}
+
+    def fake_execute(src, dst, *, parameters, **kwargs):
+        seen.update(parameters)
+        shutil.copyfile(src, dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    profile = chapter_parameters("cpu", chapter)
+    run_chapter(chapter, "cpu", output_dir=tmp_path, overrides={"seed": 5})
+    assert seen["seed"] == 5
+    assert seen["seeds"] == [x + 5 - profile["seed"] for x in profile["seeds"]]
+    assert len(seen["seeds"]) == len(profile["seeds"]) >= 3
+    run_chapter(chapter, "cpu", output_dir=tmp_path, overrides={"seed": 5, "seeds": [7]})
+    assert seen["seeds"] == [7]  # an explicit seeds override wins
+
+
 def _code(source, tags=(), outputs=()):
     return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source, "outputs": list(outputs),
             "execution_count": 1}  # fmt: skip
