@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIRS = (ROOT / "results" / "cpu", ROOT / "tests" / "reference" / "tiny")
 RESULTS_FILES = sorted(p for d in RESULTS_DIRS for p in d.glob("*.json"))
 
+#: issue #13: the cpu profile trains every model whose claims depend on training with at least 3 seeds, gpu 5
+MIN_SEEDS = {"cpu": 3, "gpu": 5}
+
 REQUIRED = ("paper", "wording", "source", "statistic", "direction", "threshold", "threshold_source", "interval")
 
 
@@ -80,6 +83,14 @@ def test_engine_claims_agree_with_the_registry(path):
         seeds = claim.get("seeds")
         if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
             problems.append(f"{cid}: seeds must be a non-empty list of integers, got {seeds!r}")
+        if spec.interval in ("seeds", "seeds+bootstrap") and isinstance(seeds, list):
+            if not str(claim.get("method", "")).startswith("hierarchical"):
+                problems.append(f"{cid}: registered with interval {spec.interval!r}, judged by {claim.get('method')!r}")
+            need = MIN_SEEDS.get(doc.get("profile"), 1)
+            if len(seeds) < need:
+                problems.append(
+                    f"{cid}: registered over training seeds, but {len(seeds)} seed(s) in a {doc.get('profile')} run (need {need})"
+                )
         expected = C.verdict((lo, hi), spec.direction, spec.threshold)
         if claim["verdict"] != expected:
             problems.append(f"{cid}: verdict {claim['verdict']!r}, but its interval [{lo}, {hi}] gives {expected!r}")
@@ -153,3 +164,14 @@ def test_no_implementation_check_is_counted_as_a_claim():
         claim_ids = {c["id"] for c in doc["claims"]}
         assert not check_ids & claim_ids, f"{_rel(path)}: both check and claim: {sorted(check_ids & claim_ids)}"
         assert not check_ids & reg_ids, f"{_rel(path)}: checks registered as claims: {sorted(check_ids & reg_ids)}"
+
+
+@pytest.mark.parametrize("profile", sorted(MIN_SEEDS))
+def test_profiles_train_enough_seeds(profile):
+    """A chapter that trains several seeds trains at least MIN_SEEDS of them in the cpu and gpu profiles."""
+    from compendium.profiles import PROFILES
+
+    few = {
+        ch: p["seeds"] for ch, p in PROFILES[profile].items() if "seeds" in p and len(p["seeds"]) < MIN_SEEDS[profile]
+    }
+    assert not few, f"{profile} profile: chapters with fewer than {MIN_SEEDS[profile]} training seeds: {few}"
