@@ -153,6 +153,7 @@ _GRADMETA_TINY: dict[str, Any] = {
     "chunk_size": None,
     "device": "cpu",
     "seed": 0,
+    "seeds": [0],
 }
 
 _UAM_TINY: dict[str, Any] = {
@@ -236,6 +237,7 @@ _COMPARISON_TINY: dict[str, Any] = {
     "n_boot": 200,
     "device": "cpu",
     "seed": 0,
+    "seeds": [0],
 }
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
@@ -254,6 +256,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "08_method_comparison": {
             **_COMPARISON_TINY,
             "profile": "cpu",
+            "seeds": [0, 1, 2],
             "dataset": "mnist",
             "in_size": 28,
             "epochs": {"mc_dropout": 3, "ensemble": 3},
@@ -318,6 +321,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "06_gradient_meta_classification": {
             **_GRADMETA_TINY,
             "profile": "cpu",
+            "seeds": [0, 1, 2],
             "dataset": "mnist",
             "prefer_emnist": True,
             "in_size": 28,
@@ -412,6 +416,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "08_method_comparison": {
             **_COMPARISON_TINY,
             "profile": "gpu",
+            "seeds": [0, 1, 2, 3, 4],
             "dataset": "mnist",
             "in_size": 28,
             "epochs": {"mc_dropout": 20, "ensemble": 20},
@@ -465,6 +470,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "06_gradient_meta_classification": {
             **_GRADMETA_TINY,
             "profile": "gpu",
+            "seeds": [0, 1, 2, 3, 4],
             "dataset": "mnist",
             "prefer_emnist": True,
             "in_size": 28,

@@ -17,7 +17,13 @@ from compendium import claims as C
 from compendium.book import run_chapter
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAPTERS = ["02_ua_backprop", "03_uncertainty_mitigation", "04_uam"]
+CHAPTERS = [
+    "02_ua_backprop",
+    "03_uncertainty_mitigation",
+    "04_uam",
+    "06_gradient_meta_classification",
+    "08_method_comparison",
+]
 
 
 @pytest.mark.slow
