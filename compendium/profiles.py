@@ -132,6 +132,7 @@ _EXPLANATION_TINY: dict[str, Any] = {
     "tab_lime_samples": 200,
     "device": "cpu",
     "seed": 0,
+    "seeds": [0],
 }
 
 _GRADMETA_TINY: dict[str, Any] = {
@@ -362,6 +363,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n_tab_explain": 100,
             "tab_epochs": {"mc_dropout": 10, "ensemble": 10, "dropconnect": 10, "flipout": 10},
             "tab_lime_samples": 300,
+            "seeds": _CPU_SEEDS,
         },
         "09_explorer": {
             **_EXPLORER_TINY,
@@ -507,6 +509,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "tab_epochs": {"mc_dropout": 50, "ensemble": 50, "dropconnect": 50, "flipout": 50},
             "tab_lime_samples": 1000,
             "device": "cuda",
+            "seeds": _GPU_SEEDS,
         },
         "09_explorer": {
             **_EXPLORER_TINY,

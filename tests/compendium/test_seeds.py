@@ -21,6 +21,7 @@ CHAPTERS = [
     "02_ua_backprop",
     "03_uncertainty_mitigation",
     "04_uam",
+    "05_explanation_uncertainty",
     "06_gradient_meta_classification",
     "08_method_comparison",
 ]
