@@ -130,6 +130,8 @@ class ClaimResult:
     seeds: tuple[int, ...]
     method: str
     verdict: str
+    #: the statistic on each training seed's data alone (hierarchical judgements only), in the order of ``seeds``
+    per_seed: tuple[float, ...] = ()
 
     @property
     def id(self) -> str:
@@ -152,6 +154,7 @@ class ClaimResult:
             "direction": s.direction,
             "verdict": self.verdict,
             "reconstruction": bool(s.reconstruction),
+            **({"per_seed_estimates": [_num(x) for x in self.per_seed]} if self.per_seed else {}),
         }
 
 
@@ -401,7 +404,8 @@ def judge(
     -------
     ClaimResult
         ``estimate`` (statistic on the full data), ``ci`` (contains the estimate), ``n`` (inputs, summed
-        over strata; per seed for ``per_seed``), ``seeds``, ``method``, ``verdict``.
+        over strata; per seed for ``per_seed``), ``seeds``, ``method``, ``verdict``; with ``per_seed``, also
+        each seed's own statistic (``per_seed``, stored as ``per_seed_estimates``: the seed-to-seed spread).
 
     Raises
     ------
@@ -455,7 +459,8 @@ def judge(
         how = "seeds" if s.interval == "seeds" else "seeds, then inputs"
         method = f"hierarchical percentile bootstrap ({how}; {len(per)} seed(s), {B} resamples)"
     ci = _percentile_ci(stats, est)
-    return ClaimResult(s, est, ci, n, seeds, method, verdict(ci, s.direction, s.threshold))
+    per_seed_est = () if per_seed is None else tuple(float(x) for x in per_est)
+    return ClaimResult(s, est, ci, n, seeds, method, verdict(ci, s.direction, s.threshold), per_seed_est)
 
 
 def bootstrap(

@@ -590,15 +590,16 @@ def _smoke_cap(key: str, value: Any) -> Any:
     return value
 
 
-def smoke_parameters(chapter: str) -> dict[str, Any]:
-    """The ``gpu`` parameters of ``chapter`` shrunk to run on a CPU in a few minutes, through the same code.
+def smoke_parameters(chapter: str, base: str = "gpu") -> dict[str, Any]:
+    """The ``base`` profile's parameters of ``chapter`` (``gpu`` unless told) shrunk to run on a CPU in a few
+    minutes, through the same code.
 
-    Names, datasets, image sizes and switches stay the ``gpu`` ones; ``device`` becomes ``"cpu"``, epochs,
+    Names, datasets, image sizes and switches stay the ``base`` ones; ``device`` becomes ``"cpu"``, epochs,
     sample and split counts and ``n_*`` sizes are capped (:data:`_SMOKE_CAPS`), ``seeds`` keeps its first
     seed, and ``profile`` is ``"smoke"`` (results go to ``results/smoke/``). The data loads are capped by
     ``UALIB_MAX_N`` (:data:`SMOKE_MAX_N`), which ``python -m compendium.book run --smoke`` sets.
     """
-    params = chapter_parameters("gpu", chapter)
+    params = chapter_parameters(base, chapter)
     out = {k: _smoke_cap(k, v) for k, v in params.items()}
     out["profile"] = "smoke"
     if "device" in out:

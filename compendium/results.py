@@ -7,7 +7,8 @@
      "metrics": {...},
      "checks": [{"id", "statement", "value", "op", "bound", "holds"}],
      "claims": [{"id", "chapter", "paper", "statement", "statistic", "estimate", "ci", "n", "seeds",
-                 "method", "threshold", "direction", "verdict", "reconstruction"}]}
+                 "method", "threshold", "direction", "verdict", "reconstruction",
+                 "per_seed_estimates"?}]}
 
 Claims are judged by :func:`compendium.claims.judge` (an estimate with a 95 % interval and a verdict
 among supported / refuted / inconclusive, threshold and direction from the registry); checks are

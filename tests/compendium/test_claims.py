@@ -121,6 +121,9 @@ def test_hierarchical_seeds_carry_the_seed_to_seed_spread():
     r = C.judge("99_test.x", lambda v: float(v.mean()), per_seed=per_seed, seeds=[0, 1, 2], spec=spec)
     assert r.estimate == pytest.approx(np.mean([p[0].mean() for p in per_seed]))
     assert r.seeds == (0, 1, 2) and r.n == 300
+    # each seed's own statistic is kept (and stored): the seed-to-seed spread behind the interval
+    assert r.per_seed == pytest.approx([float(p[0].mean()) for p in per_seed])
+    assert r.to_dict()["per_seed_estimates"] == pytest.approx([float(p[0].mean()) for p in per_seed])
     # resampling seeds: bootstrap means of 3 of {0,1,2} range over [0, 2]; the 95 % interval spans most of it
     assert r.ci[0] < 0.5 and r.ci[1] > 1.5
     assert r.verdict == "inconclusive"
@@ -128,6 +131,7 @@ def test_hierarchical_seeds_carry_the_seed_to_seed_spread():
         "99_test.x", lambda v: float(v.mean()), np.concatenate([p[0] for p in per_seed]), spec=_spec(threshold=0.5)
     )
     assert pooled.verdict == "supported"  # ignoring the seeds would overstate the evidence
+    assert pooled.per_seed == () and "per_seed_estimates" not in pooled.to_dict()
     # one seed: the hierarchical bootstrap is the input bootstrap of that seed
     one = C.judge("99_test.x", lambda v: float(v.mean()), per_seed=per_seed[:1], seeds=[0], spec=spec, seed=7)
     plain = C.judge("99_test.x", lambda v: float(v.mean()), per_seed[0][0], spec=_spec(threshold=0.5), seed=7)
