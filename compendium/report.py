@@ -614,19 +614,20 @@ def _thumbnail(mime: str, payload: str, out: Path, width: int = 240) -> Path:
     import base64
     import io
 
-    import matplotlib.image
+    from PIL import Image
 
     if mime == "image/svg+xml":
         path = out.with_suffix(".svg")
         path.write_text(payload)
         return path
     raw = base64.b64decode(payload)
-    w = matplotlib.image.imread(io.BytesIO(raw)).shape[1]
     path = out.with_suffix(".png")
-    if w <= width:
-        path.write_bytes(raw)
-    else:
-        matplotlib.image.thumbnail(io.BytesIO(raw), str(path), scale=width / w)
+    with Image.open(io.BytesIO(raw)) as img:
+        w, h = img.size
+        if w <= width:
+            path.write_bytes(raw)
+        else:  # Pillow, not matplotlib.image.thumbnail (deprecated in Matplotlib 3.11, removed in 3.13)
+            img.resize((width, max(1, round(h * width / w))), Image.Resampling.LANCZOS).save(path, format="PNG")
     return path
 
 
