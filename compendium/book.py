@@ -689,7 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         verdicts = [c.get("verdict", "supported" if c.get("passed") else "refuted") for c in doc["claims"]]
         shown = path.relative_to(root) if path.is_relative_to(root) else path
         tally = ", ".join(f"{verdicts.count(v)} {v}" for v in ("supported", "refuted", "inconclusive"))
-        print(f"  {shown}: {len(verdicts)} claims: {tally}")
+        tr = doc.get("metadata", {}).get("training")
+        models = "" if not tr else f"; models: {tr['trained']} trained ({_fmt(tr['train_s'])}), {tr['loaded']} loaded"
+        print(f"  {shown}: {len(verdicts)} claims: {tally}{models}")
     if args.command == "build":
         print(f"  {check}")
         print(f"\nthe book is at {html / 'index.html'}")

@@ -345,7 +345,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "in_size": 32,
             "in_channels": 3,
             # the compendium's CIFAR-10 network and recipe (compendium.zoo.CIFAR_RECIPE) at 32x32 (issue #15);
-            # the ensemble's five members get half the epochs (each ~0.64 alone, 68 s), the others 30
+            # the ensemble's five members get half the epochs (each ~0.64 alone, 68 s), the others 30; MC dropout is
+            # chapter 2's network (num_samples is not part of the cache key), trained once per seed for both
             "widths": None,
             "width": 16,
             "epochs": {"mc_dropout": 30, "ensemble": 15, "dropconnect": 30, "flipout": 30},

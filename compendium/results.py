@@ -3,7 +3,8 @@
 .. code-block:: text
 
     {"chapter": ..., "profile": ...,
-     "metadata": {"commit", "date", "device", "versions", "wall_time_s", "seeds"?},
+     "metadata": {"commit", "date", "device", "versions", "wall_time_s", "seeds"?,
+                  "training": {"trained", "loaded", "train_s", "share", "models": [...]}},
      "metrics": {...},
      "checks": [{"id", "statement", "value", "op", "bound", "holds"}],
      "claims": [{"id", "chapter", "paper", "statement", "statistic", "estimate", "ci", "n", "seeds",
@@ -39,11 +40,13 @@ __all__ = [
     "Claim",
     "check_claim",
     "write_results",
+    "training_summary",
     "read_results",
     "claims_table",
     "environment_metadata",
     "validate_claims",
     "running_times",
+    "training_times",
     "format_duration",
     "running_time_line",
     "show_running_time",
@@ -181,6 +184,21 @@ def validate_claims(chapter: str, claims: list[dict[str, Any]]) -> None:
             raise ValueError(f"claim {cid!r}: interval {c['ci']} does not contain the estimate {est}")
 
 
+def training_summary(ledger: list[dict[str, Any]], wall_time_s: float) -> dict[str, Any]:
+    """How much of a run went into training: the models trained and loaded from the cache, the seconds
+    spent training (``train_s``), their ``share`` of the wall time, and the ``models`` themselves (the
+    entries of :func:`ualib.training.training_ledger`)."""
+    train_s = sum(float(e["train_seconds"]) for e in ledger)
+    wall = float(wall_time_s)
+    return {
+        "trained": sum(1 for e in ledger if not e["cache_hit"]),
+        "loaded": sum(1 for e in ledger if e["cache_hit"]),
+        "train_s": round(train_s, 1),
+        "share": round(train_s / wall, 3) if wall > 0 else None,
+        "models": [dict(e) for e in ledger],
+    }
+
+
 def write_results(
     chapter: str,
     profile: str,
@@ -205,6 +223,10 @@ def write_results(
     seeds : list of int, optional
         The training seeds of the run, stored in ``metadata["seeds"]``.
 
+    ``metadata["training"]`` records every model this process trained or loaded
+    (:func:`training_summary` of :func:`ualib.training.training_ledger`): a chapter runs in one kernel, so
+    these are the chapter's models, and ``train_s`` / ``share`` say how much of its time went into training.
+
     Raises
     ------
     ValueError
@@ -212,6 +234,7 @@ def write_results(
         not a :class:`~compendium.claims.Check`.
     """
     from compendium.claims import Check
+    from ualib.training import training_ledger
 
     if not claims:
         raise ValueError("a results file needs at least one claim")
@@ -228,6 +251,7 @@ def write_results(
     meta = environment_metadata(device, wall_time_s)
     if seeds is not None:
         meta["seeds"] = [int(x) for x in seeds]
+    meta["training"] = training_summary(training_ledger(), wall_time_s)
     doc = {
         "chapter": chapter,
         "profile": profile,
@@ -332,11 +356,31 @@ def format_duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def training_times(chapter: str, root: str | os.PathLike | None = None) -> dict[str, float | None]:
+    """Seconds of model training in the committed run of ``chapter`` per profile (``metadata.training.train_s``,
+    :func:`training_summary`); ``None`` where there is no such file or it predates the record."""
+    base = Path(root) if root is not None else repo_root()
+    out: dict[str, float | None] = {}
+    for profile, parts in _COMMITTED.items():
+        path = None if base is None else base.joinpath(*parts, f"{chapter}.json")
+        training = None
+        if path is not None and path.is_file():
+            training = json.loads(path.read_text()).get("metadata", {}).get("training")
+        out[profile] = None if not training else float(training["train_s"])
+    return out
+
+
 def running_time_line(chapter: str, root: str | os.PathLike | None = None) -> str:
     """One Markdown line: the chapter's running time per profile (:func:`running_times`), "not yet run"
-    where a profile has no committed results."""
-    times = running_times(chapter, root)
-    parts = [f"`{profile}` {'not yet run' if t is None else format_duration(t)}" for profile, t in times.items()]
+    where a profile has no committed results, and the time spent training models where the run recorded
+    it (:func:`training_times`; 0 s when every model came from the cache)."""
+    times, training = running_times(chapter, root), training_times(chapter, root)
+    parts = []
+    for profile, t in times.items():
+        text = f"`{profile}` {'not yet run' if t is None else format_duration(t)}"
+        if t is not None and training[profile] is not None:
+            text += f" (training {format_duration(training[profile])})"
+        parts.append(text)
     return (
         "**Running time** (wall time of the committed runs, from their results' metadata): " + " · ".join(parts) + "."
     )

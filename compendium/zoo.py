@@ -188,8 +188,9 @@ def cifar_classifiers(
     *, epochs: int, batch_size: int, num_samples: int, dropout: float, seed: int, width: int = 16
 ) -> dict[str, TrainConfig]:
     """The MC-dropout CIFAR-10 network of :func:`cifar_configs` (``{"MC dropout": config}``), trained
-    ``epochs`` epochs: the one chapters 2 and 7 share (chapter 5's MC dropout draws 10 samples, not 20,
-    so it is a configuration of its own)."""
+    ``epochs`` epochs: the one chapters 2 and 7 share. Chapter 5's MC dropout draws 10 samples, not 20,
+    and loads the same trained network: the sample count is not part of the cache key
+    (:func:`ualib.training.cache_key`)."""
     return cifar_configs(
         epochs={"mc_dropout": epochs},
         batch_size=batch_size,

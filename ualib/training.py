@@ -45,13 +45,31 @@ from ualib.models import MODEL_NAMES, build_model
 from ualib.posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
 from ualib.seeding import derive_seed, generator, preserve_rng, seed_everything
 
-__all__ = ["TrainConfig", "build_posterior", "fit", "train", "cache_key", "numerics", "KERNEL_ENV", "POSTERIOR_NAMES"]
+__all__ = [
+    "TrainConfig",
+    "build_posterior",
+    "fit",
+    "train",
+    "cache_key",
+    "numerics",
+    "training_ledger",
+    "reset_training_ledger",
+    "KERNEL_ENV",
+    "POSTERIOR_NAMES",
+]
 
 POSTERIOR_NAMES = ("mc_dropout", "dropconnect", "ensemble", "flipout", "edl")
 SCHEDULES = ("constant", "onecycle")
 # settings added after the cache existed: left out of the cache key at their defaults, so that the
 # models trained before them keep their keys
 _KEY_DEFAULTS = {"augment": None, "schedule": "constant"}
+# posterior options that only change inference, never a training step: left out of the cache key, so that
+# chapters drawing different numbers of samples from one trained network share it (issue #15). Training
+# draws one dropout mask, one DropConnect mask or one Flipout perturbation per step, whatever the number of
+# samples drawn later (tests/ualib/test_training.py trains with two values and compares the weights bit for bit)
+_INFERENCE_ONLY = {"mc_dropout": ("num_samples",), "dropconnect": ("num_samples",), "flipout": ("num_samples",)}
+# every train() call of this process, in order (training_ledger)
+_LEDGER: list[dict[str, Any]] = []
 
 
 @dataclass(frozen=True)
@@ -277,8 +295,12 @@ def numerics() -> dict[str, Any]:
 def cache_key(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: str | torch.device = "cpu") -> str:
     """The SHA-256 cache key of a configuration, its training data, the device type and the
     :func:`numerics` of this process (thread count, CPU capability, kernel-selecting environment
-    variables, library versions)."""
+    variables, library versions). Options that only change inference (the number of samples drawn
+    from an MC-dropout, DropConnect or Flipout network) are left out: one trained network serves every
+    sample count."""
     cfg = {k: v for k, v in config.to_dict().items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
+    skip = _INFERENCE_ONLY.get(config.posterior, ())
+    cfg["posterior_kwargs"] = {k: v for k, v in cfg["posterior_kwargs"].items() if k not in skip}
     doc = {
         "config": cfg,
         "data": _fingerprint(x, y),
@@ -360,6 +382,7 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    t_call = time.perf_counter()
     posterior = build_posterior(config).to(device)
     key = cache_key(config, x, y, device)
     path = None
@@ -372,6 +395,7 @@ def train(
                 posterior.load_state_dict(entry["state"])
                 posterior.to(device)
                 posterior.module.eval()
+                _record(config, len(x), key, True, 0.0, time.perf_counter() - t_call)
                 return posterior, {"cache_hit": True, "key": key, "history": entry["history"], "train_seconds": 0.0}
     t0 = time.perf_counter()
     history = fit(
@@ -401,4 +425,49 @@ def train(
         )
         _write_atomic(path, buf.getvalue())
     posterior.module.eval()
+    _record(config, len(x), key, False, seconds, time.perf_counter() - t_call)
     return posterior, {"cache_hit": False, "key": key, "history": history, "train_seconds": seconds}
+
+
+def _record(config: TrainConfig, n: int, key: str, hit: bool, train_s: float, call_s: float) -> None:
+    _LEDGER.append(
+        {
+            "posterior": config.posterior,
+            "model": config.model,
+            "dataset": config.dataset,
+            "n": int(n),
+            "epochs": config.epochs,
+            "seed": config.seed,
+            "key": key[:16],
+            "cache_hit": hit,
+            "train_seconds": round(train_s, 3),
+            "call_seconds": round(call_s, 3),
+        }
+    )
+
+
+def training_ledger() -> list[dict[str, Any]]:
+    """Every :func:`train` call of this process so far, in order: what was trained and what was loaded.
+
+    Each entry has the configuration's ``posterior``, ``model``, ``dataset``, ``epochs`` and ``seed``, the
+    number ``n`` of training examples, the first 16 hex digits of the cache ``key``, ``cache_hit``,
+    ``train_seconds`` (0 for a model loaded from the cache) and ``call_seconds`` (the whole call: building,
+    loading or training, storing). A chapter's results record it, so a reader sees how much of the chapter's
+    running time went into training (:func:`compendium.results.write_results`).
+
+    Examples
+    --------
+    >>> import torch, ualib
+    >>> from ualib.training import reset_training_ledger, training_ledger
+    >>> reset_training_ledger()
+    >>> cfg = ualib.TrainConfig("toy", model="mlp", model_kwargs={"in_channels": 4, "num_classes": 3}, epochs=1, batch_size=8)
+    >>> _ = ualib.train(cfg, torch.rand(16, 4), torch.randint(0, 3, (16,)), cache=False, progress=False)
+    >>> [(e["posterior"], e["n"], e["cache_hit"]) for e in training_ledger()]
+    [('mc_dropout', 16, False)]
+    """
+    return [dict(e) for e in _LEDGER]
+
+
+def reset_training_ledger() -> None:
+    """Forget the :func:`train` calls recorded so far (:func:`training_ledger` starts empty again)."""
+    _LEDGER.clear()

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from compendium import claims as C
-from compendium.results import claims_table, write_results
+from compendium.results import claims_table, training_summary, write_results
+from ualib.training import training_ledger
 
 
 def _spec(interval="bootstrap", direction=">", threshold=0.0, id="99_test.x"):
@@ -217,6 +218,7 @@ def test_registry_parses_and_write_results_refuses_what_differs(tmp_path, monkey
     doc = json.loads(out.read_text())
     assert set(doc) == {"chapter", "profile", "metadata", "metrics", "checks", "claims"}
     assert doc["metadata"]["seeds"] == [0] and doc["checks"][0]["holds"] is True
+    assert doc["metadata"]["training"]["models"] == training_ledger()  # what this process trained or loaded
     assert doc["claims"][0]["verdict"] == "supported" and doc["claims"][0]["threshold"] == 0.0
     # a claim judged against another threshold than the registry's is refused
     other = C.judge("99_test.x", lambda v: float(v.mean()), np.ones(10), spec=_spec(threshold=0.5))
@@ -281,3 +283,15 @@ def test_glue_texts_fill_the_claims_a_profile_did_not_judge():
     for cid in ids[1:]:  # registered for the chapter but not judged in this run
         assert texts[cid] == "not run in this profile" and texts[cid + ".verdict"] == "not judged"
     assert not any(k.startswith("05_") for k in texts)
+
+
+def test_training_summary_counts_what_was_trained_and_loaded():
+    ledger = [
+        {"cache_hit": False, "train_seconds": 30.0},
+        {"cache_hit": True, "train_seconds": 0.0},
+        {"cache_hit": False, "train_seconds": 12.04},
+    ]
+    out = training_summary(ledger, wall_time_s=100.0)
+    assert (out["trained"], out["loaded"], out["train_s"], out["share"]) == (2, 1, 42.0, 0.42)
+    assert out["models"] == ledger and out["models"][0] is not ledger[0]
+    assert training_summary([], 0.0) == {"trained": 0, "loaded": 0, "train_s": 0.0, "share": None, "models": []}

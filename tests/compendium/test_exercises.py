@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compendium.results import format_duration, running_time_line, running_times
+from compendium.results import format_duration, running_time_line, running_times, training_times
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -123,12 +123,14 @@ def test_every_cited_key_is_in_the_bibliography():
                     assert set(group.split(",")) <= keys, (path.name, group)
 
 
-def _write(root: Path, parts: tuple[str, ...], chapter: str, wall) -> None:
+def _write(root: Path, parts: tuple[str, ...], chapter: str, wall, training: dict | None = None) -> None:
     folder = root.joinpath(*parts)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"commit": "abc", "device": "cpu"}
     if wall is not None:
         meta["wall_time_s"] = wall
+    if training is not None:
+        meta["training"] = training
     (folder / f"{chapter}.json").write_text(json.dumps({"chapter": chapter, "metadata": meta}))
 
 
@@ -142,6 +144,10 @@ def test_running_times_read_the_committed_metadata(tmp_path, monkeypatch):
     assert "`tiny` 22 s" in line and "`cpu` 1 h 12 min" in line and "`gpu` not yet run" in line
     _write(tmp_path, ("results", "gpu"), "99_x", None)  # a file without a recorded time
     assert running_times("99_x", tmp_path)["gpu"] is None
+    assert training_times("99_x", tmp_path) == {"tiny": None, "cpu": None, "gpu": None}  # predates the record
+    _write(tmp_path, ("results", "cpu"), "99_x", 4321.0, training={"train_s": 1500.0, "trained": 9})
+    assert training_times("99_x", tmp_path)["cpu"] == 1500.0
+    assert "`cpu` 1 h 12 min (training 25 min 00 s)" in running_time_line("99_x", tmp_path)
 
 
 def test_running_times_of_the_book_match_its_results_files():

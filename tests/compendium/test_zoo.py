@@ -49,6 +49,23 @@ def test_chapters_2_and_7_share_their_cifar_network():
         assert keys[0] == keys[1], profile
 
 
+def test_chapter_5_loads_chapter_2s_cifar_mc_dropout_network():
+    """Chapter 5 draws 10 MC-dropout samples and chapter 2 draws 20 from the same trained CIFAR-10 network in
+    the cpu profile: the sample count is not part of the cache key, so the network is trained once per seed."""
+    p2, p5 = chapter_parameters("cpu", "02_ua_backprop"), chapter_parameters("cpu", "05_explanation_uncertainty")
+    assert p2["num_samples"] != p5["num_samples"]
+    ch2 = zoo.cifar_classifiers(
+        epochs=p2["cifar_epochs"], batch_size=p2["batch_size"], num_samples=p2["num_samples"],
+        dropout=p2["dropout"], seed=0, width=p2["cifar_width"],
+    )["MC dropout"]  # fmt: skip
+    ch5 = zoo.cifar_configs(
+        epochs=p5["epochs"], batch_size=p5["batch_size"], num_samples=p5["num_samples"],
+        num_members=p5["num_members"], dropout=p5["dropout"], dropconnect_p=p5["dropconnect_p"],
+        flipout_kl_weight=p5["flipout_kl_weight"], seed=0, width=p5["width"],
+    )["MC dropout"]  # fmt: skip
+    assert ch2 != ch5 and _key(ch2) == _key(ch5)
+
+
 def test_cifar_classifiers_is_the_mc_dropout_of_cifar_configs():
     a = zoo.cifar_classifiers(epochs=3, batch_size=16, num_samples=5, dropout=0.2, seed=1, width=8)["MC dropout"]
     b = zoo.cifar_configs(epochs={"mc_dropout": 3}, batch_size=16, num_samples=5, dropout=0.2, seed=1, width=8)

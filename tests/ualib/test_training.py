@@ -9,7 +9,16 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from ualib.training import TrainConfig, build_posterior, cache_key, fit, numerics, train
+from ualib.training import (
+    TrainConfig,
+    build_posterior,
+    cache_key,
+    fit,
+    numerics,
+    reset_training_ledger,
+    train,
+    training_ledger,
+)
 
 
 @pytest.fixture(scope="module")
@@ -165,12 +174,59 @@ def test_new_settings_at_their_defaults_keep_the_old_cache_keys(digits):
 
     x, y = digits
     old = {k: v for k, v in config().to_dict().items() if k not in ("augment", "schedule")}
+    old["posterior_kwargs"] = {}  # num_samples only changes inference: not in the key (next test)
     doc = {"config": old, "data": _fingerprint(x, y), "device": "cpu", "numerics": numerics()}
     assert (
         cache_key(config(), x, y) == hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     )
     assert cache_key(config(augment="crop_flip"), x, y) != cache_key(config(), x, y)
     assert cache_key(config(schedule="onecycle"), x, y) != cache_key(config(), x, y)
+
+
+@pytest.mark.parametrize(
+    "posterior,kwargs",
+    [("mc_dropout", {}), ("dropconnect", {"p": 0.2}), ("flipout", {"kl_weight": 1e-4})],
+)
+def test_sample_counts_share_one_trained_network(digits, posterior, kwargs, tmp_path):
+    """The number of samples drawn at inference is not part of the cache key, because training never uses
+    it: trained with 3 and with 7 samples, the weights agree bit for bit; the second configuration loads the
+    first one's entry and still draws its own 7 samples. An ensemble's member count does change the key."""
+    x, y = digits
+    few = config(posterior=posterior, posterior_kwargs={**kwargs, "num_samples": 3}, epochs=1)
+    many = config(posterior=posterior, posterior_kwargs={**kwargs, "num_samples": 7}, epochs=1)
+    a, _ = train(few, x, y, cache=False, progress=False)
+    b, _ = train(many, x, y, cache=False, progress=False)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert cache_key(few, x, y) == cache_key(many, x, y)
+    _, info = train(few, x, y, cache=tmp_path, progress=False)
+    loaded, hit = train(many, x, y, cache=tmp_path, progress=False)
+    assert not info["cache_hit"] and hit["cache_hit"]
+    assert loaded.logits(x[:5]).shape == (7, 5, 10)
+    assert torch.equal(loaded.logits(x[:5]), b.logits(x[:5]))
+    ens = config(posterior="ensemble", posterior_kwargs={"num_members": 2})
+    assert cache_key(ens, x, y) != cache_key(config(posterior="ensemble", posterior_kwargs={"num_members": 3}), x, y)
+
+
+def test_the_ledger_records_every_train_call(digits, tmp_path):
+    """training_ledger lists each call with what train() itself returned: trained, then loaded."""
+    x, y = digits
+    reset_training_ledger()
+    _, first = train(config(), x, y, cache=tmp_path, progress=False)
+    _, second = train(config(), x[:200], y[:200], cache=False, progress=False)
+    _, third = train(config(), x, y, cache=tmp_path, progress=False)
+    ledger = training_ledger()
+    assert [e["cache_hit"] for e in ledger] == [False, False, True]
+    assert [e["n"] for e in ledger] == [400, 200, 400]
+    assert [e["key"] for e in ledger] == [i["key"][:16] for i in (first, second, third)]
+    for entry, info in zip(ledger, (first, second, third), strict=True):
+        assert entry["train_seconds"] == pytest.approx(info["train_seconds"], abs=1e-3)
+        assert entry["call_seconds"] >= entry["train_seconds"]
+        assert (entry["posterior"], entry["epochs"], entry["dataset"]) == ("mc_dropout", 2, "digits/test-slice")
+    ledger[0]["n"] = -1  # a copy: the record itself is not changed
+    assert training_ledger()[0]["n"] == 400
+    reset_training_ledger()
+    assert training_ledger() == []
 
 
 def test_augmented_onecycle_training_is_deterministic_and_differs_from_plain(digits):
