@@ -36,7 +36,7 @@ def test_write_results_shape(tmp_path):
     doc = json.loads(path.read_text())
     assert set(doc) == {"chapter", "profile", "metadata", "metrics", "checks", "claims"}
     assert doc["checks"] == []
-    assert set(doc["metadata"]) == {"commit", "date", "device", "versions", "wall_time_s"}
+    assert set(doc["metadata"]) == {"commit", "date", "device", "versions", "wall_time_s", "training"}
     (c,) = doc["claims"]
     assert {"id", "paper", "statement", "measured", "threshold", "passed", "reconstruction"} <= set(c)
     assert c["passed"] is True and c["measured"] == 0.97 and c["reconstruction"] is True
