@@ -326,6 +326,17 @@ def claims_table(claims: list[Any]):
 _COMMITTED = {"tiny": ("tests", "reference", "tiny"), "cpu": ("results", "cpu"), "gpu": ("results", "gpu")}
 
 
+def _committed_metadata(chapter: str, root: str | os.PathLike | None) -> dict[str, dict[str, Any] | None]:
+    """The ``metadata`` of the committed results of ``chapter`` per profile (:data:`_COMMITTED`); ``None``
+    where there is no such file."""
+    base = Path(root) if root is not None else repo_root()
+    out: dict[str, dict[str, Any] | None] = {}
+    for profile, parts in _COMMITTED.items():
+        path = None if base is None else base.joinpath(*parts, f"{chapter}.json")
+        out[profile] = json.loads(path.read_text()).get("metadata", {}) if path is not None and path.is_file() else None
+    return out
+
+
 def running_times(chapter: str, root: str | os.PathLike | None = None) -> dict[str, float | None]:
     """Wall time in seconds of the committed run of ``chapter`` in each profile, read from its results'
     ``metadata.wall_time_s``: ``tiny`` from ``tests/reference/tiny``, ``cpu`` and ``gpu`` from
@@ -334,16 +345,17 @@ def running_times(chapter: str, root: str | os.PathLike | None = None) -> dict[s
     ``root`` is the checkout (default: the one ``ualib`` runs from). ``UALIB_RESULTS`` is ignored on
     purpose: a chapter states the time of the committed runs, not of a scratch run.
     """
-    base = Path(root) if root is not None else repo_root()
-    out: dict[str, float | None] = {}
-    for profile, parts in _COMMITTED.items():
-        path = None if base is None else base.joinpath(*parts, f"{chapter}.json")
-        if path is None or not path.is_file():
-            out[profile] = None
-            continue
-        wall = json.loads(path.read_text()).get("metadata", {}).get("wall_time_s")
-        out[profile] = None if wall is None else float(wall)
-    return out
+    return {p: _wall(meta) for p, meta in _committed_metadata(chapter, root).items()}
+
+
+def _wall(meta: dict[str, Any] | None) -> float | None:
+    wall = None if meta is None else meta.get("wall_time_s")
+    return None if wall is None else float(wall)
+
+
+def _train_s(meta: dict[str, Any] | None) -> float | None:
+    training = None if meta is None else meta.get("training")
+    return None if not training else float(training["train_s"])
 
 
 def format_duration(seconds: float) -> str:
@@ -359,27 +371,19 @@ def format_duration(seconds: float) -> str:
 def training_times(chapter: str, root: str | os.PathLike | None = None) -> dict[str, float | None]:
     """Seconds of model training in the committed run of ``chapter`` per profile (``metadata.training.train_s``,
     :func:`training_summary`); ``None`` where there is no such file or it predates the record."""
-    base = Path(root) if root is not None else repo_root()
-    out: dict[str, float | None] = {}
-    for profile, parts in _COMMITTED.items():
-        path = None if base is None else base.joinpath(*parts, f"{chapter}.json")
-        training = None
-        if path is not None and path.is_file():
-            training = json.loads(path.read_text()).get("metadata", {}).get("training")
-        out[profile] = None if not training else float(training["train_s"])
-    return out
+    return {p: _train_s(meta) for p, meta in _committed_metadata(chapter, root).items()}
 
 
 def running_time_line(chapter: str, root: str | os.PathLike | None = None) -> str:
     """One Markdown line: the chapter's running time per profile (:func:`running_times`), "not yet run"
     where a profile has no committed results, and the time spent training models where the run recorded
     it (:func:`training_times`; 0 s when every model came from the cache)."""
-    times, training = running_times(chapter, root), training_times(chapter, root)
     parts = []
-    for profile, t in times.items():
+    for profile, meta in _committed_metadata(chapter, root).items():
+        t, train_s = _wall(meta), _train_s(meta)
         text = f"`{profile}` {'not yet run' if t is None else format_duration(t)}"
-        if t is not None and training[profile] is not None:
-            text += f" (training {format_duration(training[profile])})"
+        if t is not None and train_s is not None:
+            text += f" (training {format_duration(train_s)})"
         parts.append(text)
     return (
         "**Running time** (wall time of the committed runs, from their results' metadata): " + " · ".join(parts) + "."
