@@ -40,6 +40,8 @@ env: $(STAMP)
 # chapters whose notebook, parameters and ualib sources are unchanged are reused; FORCE=1 re-runs them.
 # The HTML works offline: MathJax is installed by `npm ci` into book/node_modules when the lock changed,
 # and every page is then opened in headless Chromium (when installed); screenshots in _build/screenshots/.
+# Generated pages are rewritten only when their content changes, and a page whose HTML and assets are
+# unchanged since its last clean check is not reopened: a rebuild with nothing changed takes seconds.
 book: $(STAMP)
 	$(PY) -m compendium.book build --profile $(PROFILE) $(if $(FORCE),--force)
 

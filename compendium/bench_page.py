@@ -105,15 +105,15 @@ def benchmark_page(docs: list[dict[str, Any]], out: Path) -> str:
 
 
 def write_benchmark_page(root: str | os.PathLike) -> Path:
-    """Write ``book/generated/benchmarks.md`` (and its figures) under ``root``; return its path."""
+    """Write ``book/generated/benchmarks.md`` (and its figures ``bench<k>-<family>.png``) under ``root``;
+    return its path. Unchanged files are not rewritten (:func:`compendium.report.staged_folder`)."""
+    from compendium.report import staged_folder
+
     base = Path(root)
     out = base / "book" / "generated"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "benchmarks.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(benchmark_page(load_results(base), out))
-    os.replace(tmp, path)
-    return path
+    with staged_folder(out, ("benchmarks.md", "bench*-*.png")) as stage:
+        (stage / "benchmarks.md").write_text(benchmark_page(load_results(base), stage))
+    return out / "benchmarks.md"
 
 
 if __name__ == "__main__":  # pragma: no cover - thin CLI

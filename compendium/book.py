@@ -577,7 +577,7 @@ def _browser_check(html: Path, shots: Path) -> tuple[str, bool]:
         import playwright  # noqa: F401
     except ImportError:
         return "browser check skipped: Playwright is not installed (pip install -e '.[test]')", True
-    report = check_book(html, shots)
+    report = check_book(html, shots, reuse=True)  # a page unchanged since its last clean check is not reopened
     for problem in report.problems:
         print(f"  browser: {problem}", flush=True)
     return report.summary(), not report.problems

@@ -34,9 +34,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import html.parser
 import http.server
 import io
+import json
 import os
 import re
 import shutil
@@ -208,6 +210,7 @@ class BookReport:
     external_requests: list[str]
     screenshot_dir: Path | None
     seconds: float
+    reused: int = 0
 
     @property
     def problems(self) -> list[str]:
@@ -217,8 +220,15 @@ class BookReport:
 
     def summary(self) -> str:
         shots = sum(p.screenshot is not None for p in self.pages)
+        opened = f"{len(self.pages)} pages checked in headless Chromium in {self.seconds:.0f} s"
+        if self.reused:
+            opened = (
+                f"{len(self.pages)} pages checked: {len(self.pages) - self.reused} opened in headless Chromium in "
+                f"{self.seconds:.0f} s, {self.reused} unchanged since their last clean check (not reopened, their "
+                f"record reused)"
+            )
         text = (
-            f"{len(self.pages)} pages checked in headless Chromium in {self.seconds:.0f} s: "
+            f"{opened}: "
             f"{sum(p.images for p in self.pages)} images, {sum(p.maths for p in self.pages)} maths elements, "
             f"{sum(p.links for p in self.pages)} internal links, {len(self.external_requests)} requests "
             f"to other hosts, {sum(p.figures for p in self.pages)} captioned figure boxes checked, "
@@ -373,6 +383,7 @@ def check_book(
     chromium: str | None = None,
     timeout_s: float = 60.0,
     progress: bool = False,
+    reuse: bool = False,
 ) -> BookReport:
     """Open every page of the HTML build ``html_dir`` in headless Chromium and check that it renders.
 
@@ -389,6 +400,14 @@ def check_book(
         Limit for loading one page, MathJax and its images included.
     progress
         Print one line per page.
+    reuse
+        Do not reopen a page that a previous check with the same ``screenshot_dir`` found without problem
+        when nothing it depends on changed: its HTML, every image it showed, every file it requested, the
+        shared assets any page requested (scripts, styles, fonts; not the search index, which changes with
+        every word of the book and which no check reads), the existence (and, for links with an
+        ``#anchor``, the ids) of every page it links to, this module and the browser. The record is
+        ``<screenshot_dir>/browser-check.json``; a page's screenshots must still be there. A rebuild with
+        nothing changed then opens no browser at all.
 
     Returns
     -------
@@ -410,37 +429,159 @@ def check_book(
     _parse.cache_clear()
 
     t0 = time.perf_counter()
+    names = book_pages(html)
+    record = _Record(html, shots, exe) if reuse and shots is not None else None
+    reports: dict[str, PageReport] = {n: rep for n in names if record and (rep := record.reused(n)) is not None}
     external: list[str] = []
-    reports: list[PageReport] = []
-    with offline_browser(html, exe, viewport=_VIEWPORT, refused=external) as (context, base):
-        page = context.new_page()
-        current: list[str] = []
-        page.on("pageerror", lambda e: current.append(f"JavaScript error: {e}"))
-        page.on("console", lambda m: current.append(f"console error: {m.text}") if m.type == "error" else None)
-        page.on(
-            "requestfailed",
-            lambda r: (
-                current.append(f"request failed: {r.url} ({r.failure})")
-                if urlsplit(r.url).hostname in _LOCAL_HOSTS
-                else None
-            ),
-        )
-        page.on("response", lambda r: current.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-        for name in book_pages(html):
-            reports.append(_check_page(page, html, base, name, current, shots, timeout_s))
-            if progress:
-                rep = reports[-1]
-                print(f"  {name}: {'ok' if not rep.problems else f'{len(rep.problems)} problems'}", flush=True)
-    return BookReport(html, reports, external, shots, time.perf_counter() - t0)
+    todo = [n for n in names if n not in reports]
+    if todo:
+        with offline_browser(html, exe, viewport=_VIEWPORT, refused=external) as (context, base):
+            page = context.new_page()
+            current: list[str] = []
+            requested: list[str] = []
+            page.on("pageerror", lambda e: current.append(f"JavaScript error: {e}"))
+            page.on("console", lambda m: current.append(f"console error: {m.text}") if m.type == "error" else None)
+            page.on(
+                "requestfailed",
+                lambda r: (
+                    current.append(f"request failed: {r.url} ({r.failure})")
+                    if urlsplit(r.url).hostname in _LOCAL_HOSTS
+                    else None
+                ),
+            )
+            page.on("response", lambda r: current.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+            page.on("request", lambda r: requested.append(r.url))
+            for name in todo:
+                requested.clear()
+                deps: dict[str, Any] = {"files": set(), "requested": set(), "links": {}}
+                rep = reports[name] = _check_page(page, html, base, name, current, shots, timeout_s, deps)
+                if record is not None:
+                    for url in requested:
+                        target, _ = _resolve(html, url, base)
+                        if target is not None and target.is_file() and target.suffix != ".html":
+                            deps["requested"].add(target)
+                    record.note(name, rep, deps)
+                if progress:
+                    print(f"  {name}: {'ok' if not rep.problems else f'{len(rep.problems)} problems'}", flush=True)
+    ordered = [reports[n] for n in names]
+    if record is not None:
+        record.save(clean=not external)
+    return BookReport(html, ordered, external, shots, time.perf_counter() - t0, len(names) - len(todo))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Record:
+    """What the last check of a build found, page by page, with what each page depends on
+    (``check_book(reuse=True)``); stored as ``browser-check.json`` next to the screenshots."""
+
+    _NAME = "browser-check.json"
+
+    def __init__(self, html: Path, shots: Path, exe: str) -> None:
+        self.html, self.shots, self.path = html, shots, shots / self._NAME
+        # a change of this module, of the browser or of the viewport invalidates every record
+        self.version = _sha(Path(__file__).read_bytes() + f"{exe}|{_VIEWPORT}".encode())
+        self._digests: dict[str, str | None] = {}
+        self.shared: dict[str, str | None] = {}  # assets (not images, not pages) any page requested
+        self.pages: dict[str, dict] = {}
+        try:
+            old = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        self.old = old.get("pages", {}) if old.get("version") == self.version else {}
+        if self.old and all(self.digest(f) == d for f, d in old.get("shared", {}).items()):
+            self.shared = dict(old["shared"])
+        else:
+            self.old = {}
+
+    def digest(self, rel: str) -> str | None:
+        """The file's content hash (``None`` when missing), once per file and check."""
+        if rel not in self._digests:
+            path = self.html / rel
+            self._digests[rel] = _sha(path.read_bytes()) if path.is_file() else None
+        return self._digests[rel]
+
+    def link_digest(self, rel: str, anchored: bool) -> str | None:
+        path = self.html / rel
+        if not path.is_file():
+            return None
+        return _sha("\n".join(sorted(_parse(path).ids)).encode()) if anchored else "exists"
+
+    def reused(self, name: str) -> PageReport | None:
+        entry = self.old.get(name)
+        if entry is None:
+            return None
+        if any(self.digest(f) != d for f, d in entry["files"].items()):
+            return None
+        if any(self.link_digest(t, d != "exists") != d for t, d in entry["links"].items()):
+            return None
+        rep = PageReport(name, **{k: v for k, v in entry["report"].items() if not k.endswith("screenshot")})
+        for key in ("screenshot", "exercise_screenshot"):
+            if entry["report"].get(key):
+                shot = self.shots / entry["report"][key]
+                if not shot.is_file():
+                    return None
+                setattr(rep, key, shot)
+        self.pages[name] = entry
+        return rep
+
+    def note(self, name: str, rep: PageReport, deps: dict[str, Any]) -> None:
+        """Record a page just checked (only a page without problems is ever reused)."""
+        if rep.problems:
+            return
+
+        def rel(paths):
+            return {p.relative_to(self.html).as_posix() for p in paths if p.is_relative_to(self.html)}
+
+        own = rel(deps["files"])  # the page and the images it showed
+        # the search index changes with every word of the book, and no check reads it (the search box is not used)
+        for f in rel(deps.get("requested", ())) - own - {"searchindex.js"}:
+            self.shared[f] = self.digest(f)
+        report = {k: getattr(rep, k) for k in ("images", "maths", "links", "figures", "uncaptioned", "exercises")}
+        for key in ("screenshot", "exercise_screenshot"):
+            shot = getattr(rep, key)
+            report[key] = None if shot is None else shot.relative_to(self.shots).as_posix()
+        links = {}
+        for target, anchored in deps["links"].items():
+            if target.is_relative_to(self.html):
+                t = target.relative_to(self.html).as_posix()
+                links[t] = self.link_digest(t, anchored)
+        self.pages[name] = {"files": {f: self.digest(f) for f in sorted(own)}, "links": links, "report": report}
+
+    def save(self, *, clean: bool) -> None:
+        """Write the record; a check that saw a request to another host keeps none."""
+        if not clean:
+            self.path.unlink(missing_ok=True)
+            return
+        doc = {"version": self.version, "shared": dict(sorted(self.shared.items())), "pages": self.pages}
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
 
 
 def _check_page(
-    page, html: Path, base: str, name: str, current: list[str], shots: Path | None, timeout_s: float
+    page,
+    html: Path,
+    base: str,
+    name: str,
+    current: list[str],
+    shots: Path | None,
+    timeout_s: float,
+    deps: dict[str, Any] | None = None,
 ) -> PageReport:
+    """Check one page; ``deps`` (``{"files": set(), "links": {}}``), when given, receives the page's file and the
+    images it showed (``files``) and the pages it links to (``True`` when a link names an anchor), for
+    :class:`_Record`."""
+    deps = {"files": set(), "links": {}} if deps is None else deps
+    deps["files"].add(html / name)
     rep = PageReport(name)
     redirect = _parse(html / name).refresh
     if redirect is not None:  # index.html: a meta refresh to the first page; check where it points
         target, _ = _resolve(html, urljoin(base + name, redirect), base)
+        if target is not None:
+            deps["links"][target] = False
         if target is None or not target.is_file():
             rep.problems.append(f"redirects to a missing page {redirect!r}")
         return rep
@@ -470,6 +611,9 @@ def _check_page(
     rep.figures, rep.uncaptioned = info["figures"], info["uncaptioned"]
     rep.problems += [f"figure without a caption: {src}" for src in info["captionless"]]
     for src in dict.fromkeys(info["imageSources"]):
+        target, _ = _resolve(html, src, base)
+        if target is not None:
+            deps["files"].add(target)
         data = _image_bytes(html, base, src)
         problem = None if data is None else _image_problem(data)
         if problem:
@@ -480,6 +624,7 @@ def _check_page(
         if target is None or (target, fragment) in checked:
             continue
         checked.add((target, fragment))
+        deps["links"][target] = deps["links"].get(target, False) or bool(fragment)
         if not target.is_file():
             rep.problems.append(f"broken link {url[len(base) :]!r}: no such file")
         elif fragment and target.suffix == ".html" and fragment not in _parse(target).ids:

@@ -20,10 +20,14 @@ calls it before Sphinx runs; the forest plots are PNGs next to the page (``repor
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import json
 import math
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,7 @@ __all__ = [
     "verdict_counts",
     "reproduction_report",
     "figure_index",
+    "staged_folder",
     "write_pages",
 ]
 
@@ -718,27 +723,50 @@ def figure_index(
     return "\n".join(lines).rstrip() + "\n"
 
 
+@contextlib.contextmanager
+def staged_folder(out: str | os.PathLike, owned: tuple[str, ...]):
+    """Write generated files into a scratch folder, then publish into ``out`` only what changed.
+
+    Yields the scratch folder. On exit every file in it is moved into ``out`` unless ``out`` already holds
+    the same bytes, in which case the old file (and its modification time) stays; files in ``out`` that
+    match one of the ``owned`` glob patterns and were not produced this time are removed (a plot goes when
+    its source does). Sphinx decides what to re-read by modification time, so a rebuild with nothing
+    changed re-reads no generated page.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ualib-generated-") as tmp:  # outside the book: Sphinx never sees it
+        stage = Path(tmp)
+        yield stage
+        produced = {p.name for p in stage.iterdir() if p.is_file()}
+        for name in sorted(produced):
+            new, old = stage / name, out / name
+            if not (old.is_file() and filecmp.cmp(new, old, shallow=False)):
+                shutil.move(new, old)
+        for pattern in owned:
+            for stale in out.glob(pattern):
+                if stale.name not in produced:
+                    stale.unlink()
+
+
 def write_pages(root: str | os.PathLike | None = None, *, profile: str | None = None) -> list[Path]:
     """Write ``book/generated/reproduction.md`` (with its forest plots ``report_forest_<chapter>.png``) and
-    ``book/generated/figures.md``; return the two pages' paths."""
+    ``book/generated/figures.md`` (with its thumbnails); return the two pages' paths. A file whose content
+    is unchanged is not rewritten (:func:`staged_folder`)."""
     base = Path(root) if root is not None else repo_root()
     if base is None:
         raise ValueError("cannot find the repository root; pass root=")
     out = base / "book" / "generated"
-    out.mkdir(parents=True, exist_ok=True)
     results_root = results_dir() if root is None else Path(os.environ.get("UALIB_RESULTS", base / "results"))
-    for pattern in ("report_forest_*.png", "thumb_*.png", "thumb_*.svg"):  # a plot goes when its source does
-        for stale in out.glob(pattern):
-            stale.unlink()
-    pages = {
-        out / "reproduction.md": reproduction_report(load_all_results(results_root), figures_dir=out),
-        out / "figures.md": figure_index(base / "book" / "chapters", profile=profile, thumbs_dir=out),
-    }
-    for path, text in pages.items():
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return list(pages)
+    owned = ("reproduction.md", "figures.md", "report_forest_*.png", "thumb_*.png", "thumb_*.svg")
+    with staged_folder(out, owned) as stage:
+        pages = {
+            "reproduction.md": reproduction_report(load_all_results(results_root), figures_dir=stage),
+            "figures.md": figure_index(base / "book" / "chapters", profile=profile, thumbs_dir=stage),
+        }
+        for name, text in pages.items():
+            (stage / name).write_text(text)
+    return [out / name for name in pages]
 
 
 if __name__ == "__main__":  # pragma: no cover - thin CLI

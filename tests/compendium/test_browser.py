@@ -388,3 +388,45 @@ def test_browser_check_finds_each_defect(tmp_path):
     assert any("cdn.example.invalid" in p for p in report.problems)
     assert (tmp_path / "shots" / "good.png").is_file() and (tmp_path / "shots" / "bad.png").is_file()
     assert "images in cell outputs without a figure caption: book/good.html 1" in report.summary()
+
+
+@pytest.mark.slow
+def test_browser_check_reopens_only_what_changed(tmp_path):
+    """With ``reuse=True`` a second check of an unchanged build opens no page; a changed image reopens the
+    page showing it, a lost anchor the page linking to it, a missing screenshot its page; a page with a
+    problem is never reused, and a check without ``reuse`` opens everything."""
+    exe = _browser()
+    html = _site(tmp_path, _mathjax(ROOT))
+    for name in ("book/chapters/ex.html", "book/chapters/none.html"):
+        (html / name).unlink()
+    second = "<html><body><main><h2 id='section'>A second page</h2><p>Prose, nothing else.</p></main></body></html>"
+    (html / "book" / "bad.html").write_text(second)  # good.html links to bad.html#section
+    shots = tmp_path / "shots"
+    first = check_book(html, shots, chromium=exe, reuse=True)
+    assert first.problems == [] and first.reused == 0 and (shots / "browser-check.json").is_file()
+
+    again = check_book(html, shots, chromium=exe, reuse=True)
+    assert again.reused == 3 and again.problems == []
+    assert [(p.page, p.images, p.maths, p.links, p.figures, p.uncaptioned, p.screenshot) for p in again.pages] == [
+        (p.page, p.images, p.maths, p.links, p.figures, p.uncaptioned, p.screenshot) for p in first.pages
+    ]
+    assert "3 unchanged since their last clean check" in again.summary()
+
+    import numpy as np
+
+    other = np.full((60, 80, 3), 255)
+    other[10:50, 10:70] = (200, 30, 30)
+    (html / "book" / "img" / "plot.png").write_bytes(_png(other))
+    assert check_book(html, shots, chromium=exe, reuse=True).reused == 2  # good.html shows the plot
+
+    (html / "book" / "bad.html").write_text(second.replace(" id='section'", ""))
+    lost = check_book(html, shots, chromium=exe, reuse=True)
+    assert lost.reused == 1  # bad.html changed, good.html links to its anchor; index.html only to good.html
+    assert any("no anchor #section" in p for p in lost.problems)
+    assert check_book(html, shots, chromium=exe, reuse=True).reused == 2  # good.html has a problem: reopened
+
+    (html / "book" / "bad.html").write_text(second)
+    check_book(html, shots, chromium=exe, reuse=True)
+    (shots / "good.png").unlink()
+    assert check_book(html, shots, chromium=exe, reuse=True).reused == 2 and (shots / "good.png").is_file()
+    assert check_book(html, shots, chromium=exe).reused == 0

@@ -112,6 +112,38 @@ def test_write_pages_writes_both_pages(tmp_path, monkeypatch):
     assert "| s | > 0 | 1 pass | no |" in paths[0].read_text()
 
 
+def test_write_pages_rewrites_only_what_changed(tmp_path, monkeypatch):
+    """A second build with the same results leaves every generated file untouched (Sphinx re-reads a page
+    whose file or image is newer), a changed result rewrites the page, and a plot whose source went is removed
+    while files the report does not own stay."""
+    import os
+
+    from compendium.claims import judge_interval
+
+    monkeypatch.setenv("UALIB_RESULTS", str(tmp_path / "results"))
+    engine = [judge_interval("04_uam.vacuity_auroc_notMNIST", 0.9, (0.85, 0.95), n=100)]
+    write_results("04_uam", "cpu", {"x": 1.0}, engine, device="cpu", wall_time_s=1.0, root=tmp_path / "results")
+    _write(tmp_path / "results", "02_ua_backprop", "cpu", [check_claim("c", "s", 1.0, ">", 0.0, paper="p")])
+    out = tmp_path / "book" / "generated"
+    report.write_pages(tmp_path)
+    plot = out / "report_forest_04_uam.png"
+    assert plot.is_file()
+    stale, foreign = out / "report_forest_99_gone.png", out / "benchmarks.md"
+    stale.write_bytes(b"old"), foreign.write_text("another writer's page")
+    old = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    for p in out.iterdir():  # an old time stamp: a rewrite would be seen even on a coarse clock
+        os.utime(p, ns=(10**18, 10**18))
+    report.write_pages(tmp_path)
+    assert not stale.exists() and foreign.read_text() == "another writer's page"
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == {
+        name: (10**18, data) for name, (_, data) in old.items() if name != stale.name
+    }
+    _write(tmp_path / "results", "02_ua_backprop", "cpu", [check_claim("c", "s", 2.0, ">", 0.0, paper="p")])
+    report.write_pages(tmp_path)
+    assert (out / "reproduction.md").stat().st_mtime_ns != 10**18
+    assert (out / "figures.md").stat().st_mtime_ns == 10**18  # no chapter changed: the figure index stays
+
+
 def test_report_shows_the_evidence_of_engine_claims():
     """A claim judged by the claims engine shows its verdict, estimate, interval, n and seeds; the
     summary counts the three verdicts (no emoji: they render as empty boxes without an emoji font)."""
