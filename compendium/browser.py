@@ -27,6 +27,11 @@ On every chapter page (``book/chapters/``) it also checks the exercises (sphinx-
 least one exercise block, every solution sits behind a toggle (sphinx-togglebutton's dropdown), and each
 solution's content is hidden until its toggle is clicked and shown after; a screenshot of the first
 exercise with its opened solution is saved as ``exercise_<chapter>.png`` beside the others.
+
+The book build calls :func:`check_book` with ``reuse=True``: a page that the last check found without
+problem is not opened again while its HTML, its images, the assets pages request, the anchors it links to,
+this module and the browser are unchanged (``<screenshots>/browser-check.json``), so a rebuild with
+nothing changed opens no browser. The tests always check every page.
 """
 
 from __future__ import annotations
@@ -405,7 +410,7 @@ def check_book(
         when nothing it depends on changed: its HTML, every image it showed, every file it requested, the
         shared assets any page requested (scripts, styles, fonts; not the search index, which changes with
         every word of the book and which no check reads), the existence (and, for links with an
-        ``#anchor``, the ids) of every page it links to, this module and the browser. The record is
+        ``#anchor``, the ids) of every page it links to, this module, the browser and Playwright. The record is
         ``<screenshot_dir>/browser-check.json``; a page's screenshots must still be there. A rebuild with
         nothing changed then opens no browser at all.
 
@@ -481,8 +486,12 @@ class _Record:
 
     def __init__(self, html: Path, shots: Path, exe: str) -> None:
         self.html, self.shots, self.path = html, shots, shots / self._NAME
-        # a change of this module, of the browser or of the viewport invalidates every record
-        self.version = _sha(Path(__file__).read_bytes() + f"{exe}|{_VIEWPORT}".encode())
+        # a change of this module, of the browser (its file or Playwright) or of the viewport invalidates every record
+        from importlib.metadata import version
+
+        binary = Path(exe).resolve().stat()
+        browser = f"{exe}|{binary.st_size}|{binary.st_mtime_ns}|playwright {version('playwright')}|{_VIEWPORT}"
+        self.version = _sha(Path(__file__).read_bytes() + browser.encode())
         self._digests: dict[str, str | None] = {}
         self.shared: dict[str, str | None] = {}  # assets (not images, not pages) any page requested
         self.pages: dict[str, dict] = {}
