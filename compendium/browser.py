@@ -546,7 +546,7 @@ class _Record:
 
         own = rel(deps["files"])  # the page and the images it showed
         # the search index changes with every word of the book, and no check reads it (the search box is not used)
-        for f in rel(deps.get("requested", ())) - own - {"searchindex.js"}:
+        for f in rel(deps["requested"]) - own - {"searchindex.js"}:
             self.shared[f] = self.digest(f)
         report = {k: getattr(rep, k) for k in ("images", "maths", "links", "figures", "uncaptioned", "exercises")}
         for key in ("screenshot", "exercise_screenshot"):
@@ -580,10 +580,10 @@ def _check_page(
     timeout_s: float,
     deps: dict[str, Any] | None = None,
 ) -> PageReport:
-    """Check one page; ``deps`` (``{"files": set(), "links": {}}``), when given, receives the page's file and the
-    images it showed (``files``) and the pages it links to (``True`` when a link names an anchor), for
-    :class:`_Record`."""
-    deps = {"files": set(), "links": {}} if deps is None else deps
+    """Check one page; ``deps`` (``{"files": set(), "requested": set(), "links": {}}``), when given, receives the
+    page's file and the images it showed (``files``) and the pages it links to (``True`` when a link names an
+    anchor), for :class:`_Record`; ``check_book`` adds the files the page requested (``requested``)."""
+    deps = {"files": set(), "requested": set(), "links": {}} if deps is None else deps
     deps["files"].add(html / name)
     rep = PageReport(name)
     redirect = _parse(html / name).refresh
