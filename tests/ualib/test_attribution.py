@@ -273,9 +273,19 @@ def test_grad_cam_mc_dropout_matches_formula(index, copies):
 
 def test_grad_cam_rejects_an_ensemble():
     ens = DeepEnsemble(cnn, num_members=2)
-    with pytest.raises(ValueError, match="vmap"):
+    with pytest.raises(ValueError, match="ran 2 times .* once per sample"):
         grad_cam(uncertainty_target(ens), data(2), layer=ens.module[0])
     assert all(not m._forward_hooks for m in ens.module.modules())
+
+
+def test_grad_cam_rejects_a_vmapped_target():
+    net = cnn()
+
+    def vmapped(x):  # the layer runs inside vmap: its activations are not reachable from outside
+        return torch.func.vmap(lambda xi: net(xi[None])[0, 0])(x)
+
+    with pytest.raises(ValueError, match="vmap"):
+        grad_cam(vmapped, data(2), layer=net[0])
 
 
 @pytest.mark.parametrize("sigma", [0.6, 1.0, 2.0, 3.5])

@@ -52,8 +52,8 @@ def _cam(target: Target, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
         raise ValueError("the target's output does not depend on `layer`'s activations")
     if len(used) > 1:
         raise ValueError(
-            f"`layer` ran {len(used)} times in one evaluation of the target; Grad-CAM needs a layer "
-            "that runs once per forward pass"
+            f"`layer` ran {len(used)} times in one evaluation of the target (a DeepEnsemble, DropConnect or "
+            "Flipout posterior runs it once per sample); Grad-CAM needs a layer that runs once per forward pass"
         )
     a, g = used[0]
     if a.ndim != 4 or a.shape[0] % n:
@@ -86,9 +86,10 @@ def grad_cam(target: Target, x: torch.Tensor, *, layer: nn.Module, batch_size: i
     rows, ``k = S`` (for MC dropout, ``k = 1`` for a layer *before* the first dropout layer, where the
     batch is not yet replicated). The activations and their gradients are reshaped to
     ``[k, B, C, h, w]``, one map is computed per copy with its own :math:`\alpha`, and the ``k``
-    maps are averaged (before upsampling). A :class:`~ualib.posteriors.DeepEnsemble` runs its members
-    under ``torch.func.vmap``, whose activations cannot be differentiated from outside; it is not
-    supported.
+    maps are averaged (before upsampling). A :class:`~ualib.posteriors.DeepEnsemble`,
+    :class:`~ualib.posteriors.DropConnect` or :class:`~ualib.posteriors.BayesByBackprop` posterior
+    runs ``layer`` once per sample, and a target evaluated under ``torch.func.vmap`` hides its
+    activations from autograd outside it; neither is supported.
 
     Parameters
     ----------

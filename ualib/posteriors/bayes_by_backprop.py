@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
 
 from ualib.layers.flipout import flipout_modules, kl_divergence
-from ualib.posteriors._base import Posterior
+from ualib.posteriors._base import SubstitutedPosterior
 from ualib.seeding import generator
 
 __all__ = ["BayesByBackprop"]
 
 
-class BayesByBackprop(Posterior):
+class BayesByBackprop(SubstitutedPosterior):
     """A mean-field Gaussian weight posterior trained with Flipout; sample ``m`` is one weight draw.
 
     The model must contain Flipout layers (:class:`ualib.layers.FlipoutLinear`,
@@ -25,7 +26,7 @@ class BayesByBackprop(Posterior):
     of a minibatch during training; at inference sample ``m`` draws every weight once,
     :math:`W_m=\\mu+\\sigma\\odot\\epsilon_m` with :math:`\\epsilon_m` from a generator seeded with
     ``(seed, m, layer)``, and applies the same :math:`W_m` to every input (the Flipout layers'
-    ``weight_eps`` buffers are overridden through ``functional_call``, vectorised with ``vmap``).
+    ``weight_eps`` buffers are overridden through ``functional_call``, one sample after the other).
 
     References
     ----------
@@ -75,24 +76,14 @@ class BayesByBackprop(Posterior):
     def module(self) -> nn.Module:
         return self._model
 
-    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
-        return self._logits(xs, indices, x_dim=0)
-
-    def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
-        eps = {}
-        for name, mod in self._layers:
-            shape = mod.weight_eps.shape
-            draws = [
-                torch.randn(shape, generator=generator(self.seed, "flipout", i, name), dtype=torch.float64)
-                for i in indices
-            ]
-            key = f"{name}.weight_eps" if name else "weight_eps"
-            eps[key] = torch.stack(draws).to(device=mod.weight_eps.device, dtype=mod.weight_eps.dtype)
-
-        def one(e: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
-            return functional_call(self._model, e, (inp,), strict=False)
-
-        return vmap(one, in_dims=(0, x_dim))(eps, x)
+    def _sample_states(self, indices: list[int]) -> Iterator[dict[str, torch.Tensor]]:
+        for i in indices:
+            yield {
+                f"{name}.weight_eps" if name else "weight_eps": torch.randn(
+                    mod.weight_eps.shape, generator=generator(self.seed, "flipout", i, name), dtype=torch.float64
+                ).to(device=mod.weight_eps.device, dtype=mod.weight_eps.dtype)
+                for name, mod in self._layers
+            }
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         nll = self.data_loss(self._model(x), y)

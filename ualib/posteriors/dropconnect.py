@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
-from ualib.posteriors._base import Posterior
+from ualib.posteriors._base import SubstitutedPosterior
 from ualib.seeding import generator
 
 __all__ = ["DropConnect"]
 
 
-class DropConnect(Posterior):
+class DropConnect(SubstitutedPosterior):
     """MC DropConnect: posterior sample ``m`` drops each weight with probability ``p``.
 
     :math:`W_m = W \\odot B_m / (1-p)`, :math:`B_m \\sim \\mathrm{Bernoulli}(1-p)`, for the weights
@@ -22,7 +22,8 @@ class DropConnect(Posterior):
     as in ``keras-uncertainty`` (``drop_bias=False``). Masks are always sampled: during training one
     fresh mask per minibatch (from the global RNG), at inference mask ``m`` is drawn from a generator
     seeded with ``(seed, m, parameter)``. The ``1/(1-p)`` rescaling keeps the expected weight equal to
-    ``W``. All S samples run vectorised with ``torch.func.vmap`` over the masked weights.
+    ``W``. The S samples run one after the other, each with its masked weights
+    (:class:`~ualib.posteriors._base.SubstitutedPosterior`).
 
     Parameters
     ----------
@@ -95,19 +96,9 @@ class DropConnect(Posterior):
         keep = torch.rand(w.shape, generator=g, dtype=torch.float64) >= self.p
         return keep.to(device=w.device, dtype=w.dtype) / (1.0 - self.p)
 
-    def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
+    def _sample_states(self, indices: list[int]) -> Iterator[dict[str, torch.Tensor]]:
         params = dict(self._model.named_parameters())
-        stacked = {
-            n: torch.stack([params[n] * self._mask(i, n, params[n]) for i in indices]) for n in self.weight_names
-        }
-
-        def one(weights: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
-            return functional_call(self._model, weights, (inp,), strict=False)
-
-        return vmap(one, in_dims=(0, x_dim))(stacked, x)
-
-    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
-        return self._logits(xs, indices, x_dim=0)
+        return ({n: params[n] * self._mask(i, n, params[n]) for n in self.weight_names} for i in indices)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         params = dict(self._model.named_parameters())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ualib.posteriors._base import Posterior
+from ualib.posteriors._base import SubstitutedPosterior
 from ualib.seeding import derive_seed, preserve_rng
 
 __all__ = ["DeepEnsemble"]
@@ -32,12 +32,13 @@ def _check_same_architecture(mods: Sequence[nn.Module]) -> None:
             )
 
 
-class DeepEnsemble(Posterior):
-    """M independently initialised networks, trained and evaluated as one vectorised model.
+class DeepEnsemble(SubstitutedPosterior):
+    """M independently initialised networks, trained as one vectorised model.
 
-    The members' parameters are stacked along a leading axis (``torch.func.stack_module_state``) and
-    every forward pass is a single ``torch.func.vmap`` over that axis, for training and inference
-    alike; posterior sample ``m`` is member ``m``. All members see the same minibatches during
+    The members' parameters are stacked along a leading axis (``torch.func.stack_module_state``);
+    posterior sample ``m`` is member ``m``. Training runs all members in one ``torch.func.vmap`` over
+    that axis; inference runs them one after the other
+    (:class:`~ualib.posteriors._base.SubstitutedPosterior`: faster on the CPU, with the same outputs). All members see the same minibatches during
     training: their diversity comes from the random initialisation (seeded with ``(seed, m)``) and
     from dropout, which ``vmap`` samples independently per member. Lakshminarayanan et al. also
     shuffle the data independently per member; this implementation does not (documented choice).
@@ -111,27 +112,21 @@ class DeepEnsemble(Posterior):
     def parameters(self) -> list[torch.Tensor]:
         return list(self._params.values())
 
-    def _forward(self, params: dict, buffers: dict, x: torch.Tensor, x_dim: int | None = None) -> torch.Tensor:
+    def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """Every member's training-mode output ``[M, B, K]``, one ``vmap`` over the members."""
+
         def one(p: dict, b: dict, inp: torch.Tensor) -> torch.Tensor:
             return functional_call(self._template, (p, b), (inp,))
 
-        return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(params, buffers, x)
+        return vmap(one, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
 
-    def _logits(self, x: torch.Tensor, indices: list[int], x_dim: int | None = None) -> torch.Tensor:
+    def _sample_states(self, indices: list[int]) -> Iterator[dict[str, torch.Tensor]]:
         if max(indices) >= self.num_samples:
             raise ValueError(
                 f"indices must lie in [0, {self.num_samples - 1}] (this ensemble has {self.num_samples} members), "
                 f"got {indices}"
             )
-        if indices == list(range(self.num_samples)):
-            return self._forward(self._params, self._buffers, x, x_dim)
-        idx = torch.tensor(indices, device=x.device)
-        return self._forward(
-            {k: v[idx] for k, v in self._params.items()}, {k: v[idx] for k, v in self._buffers.items()}, x, x_dim
-        )
-
-    def _logits_per_sample(self, xs: torch.Tensor, indices: list[int]) -> torch.Tensor:
-        return self._logits(xs, indices, x_dim=0)
+        return ({k: v[i] for k, v in {**self._params, **self._buffers}.items()} for i in indices)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         logits = self._forward(self._params, self._buffers, x)  # [M, B, K]
