@@ -45,9 +45,8 @@ def vmapped(post, x: torch.Tensor, per_sample_inputs: bool) -> torch.Tensor:
     def one(state: dict, inp: torch.Tensor) -> torch.Tensor:
         return functional_call(post.module, state, (inp,), strict=False)
 
-    with torch.no_grad() if not x.requires_grad else torch.enable_grad():
-        post.module.eval()
-        return vmap(one, in_dims=(0, 0 if per_sample_inputs else None))(stacked, x)
+    post.module.eval()  # the caller sets the grad mode
+    return vmap(one, in_dims=(0, 0 if per_sample_inputs else None))(stacked, x)
 
 
 def compare(label: str, post, x: torch.Tensor) -> None:

@@ -130,7 +130,7 @@ def test_guided_backprop_matches_captum(kind):
 
 
 def test_guided_backprop_on_an_ensemble_template_matches_captum_on_members():
-    """For a DeepEnsemble, hooking the meta-device template guides every member under vmap."""
+    """For a DeepEnsemble, hooking the meta-device template guides every member."""
 
     def member():
         return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(48, 3))
@@ -147,6 +147,29 @@ def test_guided_backprop_on_an_ensemble_template_matches_captum_on_members():
 
     ref = GuidedBackprop(AsModule(naive, members)).attribute(x, target=None)
     close(ours, ref)
+
+
+def test_guided_backprop_guides_a_target_that_vmaps_its_networks():
+    """ReLUs run under torch.func.vmap (where tensor hooks do not reach) are guided too: same as Captum's loop."""
+
+    def member():
+        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(48, 3))
+
+    members = nn.ModuleList(DeepEnsemble(member, num_members=3, seed=2).members())
+    params, buffers = torch.func.stack_module_state(list(members))
+    template = members[0]
+
+    def vmapped(x):  # the mean class-0 logit over members, the members vectorised with vmap
+        one = lambda p, b: torch.func.functional_call(template, (p, b), (x,))  # noqa: E731
+        return torch.func.vmap(one)(params, buffers)[..., 0].mean(0)
+
+    def looped(x):
+        return torch.stack([m(x)[:, 0] for m in members]).mean(0)
+
+    x = data(3)
+    close(
+        guided_backprop(vmapped, x, model=template), GuidedBackprop(AsModule(looped, members)).attribute(x, target=None)
+    )
 
 
 def test_smoothgrad_with_fixed_noise_is_mean_of_captum_saliency():

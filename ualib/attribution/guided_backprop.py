@@ -27,8 +27,8 @@ def _clamp_positive(grad: torch.Tensor) -> torch.Tensor:
 class _GuidedReLUGrad(torch.autograd.Function):
     """Identity on a ReLU's output ``f >= 0`` whose backward is ``1[f > 0] * max(g, 0)``; for vmap'ed calls.
 
-    Tensor gradient hooks do not reach through ``torch.func.vmap`` (a :class:`~ualib.posteriors.DeepEnsemble`
-    runs its members that way), a custom Function with a generated vmap rule does, at the cost of a copy.
+    Tensor gradient hooks do not reach through ``torch.func.vmap`` (a target that vectorises its networks
+    that way), a custom Function with a generated vmap rule does, at the cost of a copy.
     """
 
     generate_vmap_rule = True
@@ -59,7 +59,7 @@ def guided_relu(model: nn.Module) -> Iterator[list[int]]:
 
     A forward hook registers a gradient hook on each ReLU's output that keeps ``max(g, 0)``; the ReLU's
     own backward then multiplies by ``1[f > 0]`` (forward values are unchanged, nothing is copied; this
-    is what makes it as fast as Captum's module hooks). Inside ``vmap`` (ensemble members) the output
+    is what makes it as fast as Captum's module hooks). Inside ``vmap`` (a target that vmaps its networks) the output
     passes through an identity Function with that backward instead. The hooks are removed on exit, also when
     an exception is raised. Yields a one-element list counting how many ReLU calls were guided.
 

@@ -38,9 +38,10 @@ class DeepEnsemble(SubstitutedPosterior):
     The members' parameters are stacked along a leading axis (``torch.func.stack_module_state``);
     posterior sample ``m`` is member ``m``. Training runs all members in one ``torch.func.vmap`` over
     that axis; inference runs them one after the other
-    (:class:`~ualib.posteriors._base.SubstitutedPosterior`: faster on the CPU, with the same outputs). All members see the same minibatches during
-    training: their diversity comes from the random initialisation (seeded with ``(seed, m)``) and
-    from dropout, which ``vmap`` samples independently per member. Lakshminarayanan et al. also
+    (:class:`~ualib.posteriors._base.SubstitutedPosterior`: faster on the CPU, with the same outputs).
+    All members see the same minibatches during training: their diversity comes from the random
+    initialisation (seeded with ``(seed, m)``) and from dropout, which ``vmap`` samples independently
+    per member. Lakshminarayanan et al. also
     shuffle the data independently per member; this implementation does not (documented choice).
 
     Parameters
@@ -126,7 +127,8 @@ class DeepEnsemble(SubstitutedPosterior):
                 f"indices must lie in [0, {self.num_samples - 1}] (this ensemble has {self.num_samples} members), "
                 f"got {indices}"
             )
-        return ({k: v[i] for k, v in {**self._params, **self._buffers}.items()} for i in indices)
+        stacked = {**self._params, **self._buffers}
+        return ({k: v[i] for k, v in stacked.items()} for i in indices)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int, num_train: int) -> torch.Tensor:
         logits = self._forward(self._params, self._buffers, x)  # [M, B, K]
