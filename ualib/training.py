@@ -43,6 +43,7 @@ from ualib.data.augment import AUGMENTATIONS
 from ualib.data.augment import augment as _augment
 from ualib.models import MODEL_NAMES, build_model
 from ualib.posteriors import BayesByBackprop, DeepEnsemble, DropConnect, Evidential, MCDropout, Posterior
+from ualib.posteriors.ensemble import check_members
 from ualib.seeding import derive_seed, generator, preserve_rng, seed_everything
 
 __all__ = [
@@ -67,7 +68,18 @@ _KEY_DEFAULTS = {"augment": None, "schedule": "constant"}
 # chapters drawing different numbers of samples from one trained network share it (issue #15). Training
 # draws one dropout mask, one DropConnect mask or one Flipout perturbation per step, whatever the number of
 # samples drawn later (tests/ualib/test_training.py trains with two values and compares the weights bit for bit)
-_INFERENCE_ONLY = {"mc_dropout": ("num_samples",), "dropconnect": ("num_samples",), "flipout": ("num_samples",)}
+# An ensemble's ``members`` (which members of the trained ensemble to use) is one too: one trained pool serves
+# every draw from it (compendium.zoo.pool_draw)
+_INFERENCE_ONLY = {
+    "mc_dropout": ("num_samples",),
+    "dropconnect": ("num_samples",),
+    "flipout": ("num_samples",),
+    "ensemble": ("members",),
+}
+# posteriors whose training code changed the weights it produces after the cache existed: the revision is part
+# of their cache key, so a cache never serves weights that the current code would not train. Ensemble 2: the
+# members train one after the other, each drawing its own dropout masks, instead of under one vmap (2026-12-07)
+_TRAINING_REVISION = {"ensemble": 2}
 # every train() call of this process, in order (training_ledger)
 _LEDGER: list[dict[str, Any]] = []
 
@@ -87,7 +99,11 @@ class TrainConfig:
     posterior, posterior_kwargs
         One of :data:`POSTERIOR_NAMES` and its options (``num_samples``, ``p``, ``num_members``,
         ``evidence``, ``loss``, Flipout's ``kl_weight`` and ``rho_init``, the (mean, std) of its
-        layers' initial ``rho``, ``task="regression"`` for a regressor with one output ...).
+        layers' initial ``rho``, ``task="regression"`` for a regressor with one output ...). An
+        ensemble's ``members``, a list of member indices, makes :func:`train` train (or load) the
+        ensemble of ``num_members`` and return the ensemble of those members
+        (:meth:`~ualib.posteriors.DeepEnsemble.subset`); it is not part of the cache key, so every draw
+        from one pool shares the trained pool.
     epochs, batch_size, lr, weight_decay, seed
         Adam optimisation settings and the seed of initialisation, shuffling and training noise.
     augment
@@ -135,6 +151,8 @@ class TrainConfig:
         if self.augment is not None:
             check_choice(self.augment, "augment", AUGMENTATIONS)
         check_choice(self.schedule, "schedule", SCHEDULES)
+        if self.posterior == "ensemble" and "members" in self.posterior_kwargs:
+            check_members(self.posterior_kwargs["members"], self.posterior_kwargs.get("num_members", 5))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,6 +168,7 @@ def build_posterior(config: TrainConfig) -> Posterior:
     with preserve_rng():
         torch.manual_seed(derive_seed(config.seed, "init"))
         if config.posterior == "ensemble":
+            pk.pop("members", None)  # train() draws them from the trained ensemble
             return DeepEnsemble(lambda: build_model(config.model, **mk), seed=config.seed, **pk)
         model = build_model(config.model, **mk)
     if config.posterior == "mc_dropout":
@@ -307,6 +326,8 @@ def cache_key(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, device: str
         "device": torch.device(device).type,
         "numerics": numerics(),
     }
+    if config.posterior in _TRAINING_REVISION:
+        doc["revision"] = _TRAINING_REVISION[config.posterior]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -396,7 +417,8 @@ def train(
                 posterior.to(device)
                 posterior.module.eval()
                 _record(config, len(x), key, True, 0.0, time.perf_counter() - t_call)
-                return posterior, {"cache_hit": True, "key": key, "history": entry["history"], "train_seconds": 0.0}
+                info = {"cache_hit": True, "key": key, "history": entry["history"], "train_seconds": 0.0}
+                return _drawn(posterior, config), info
     t0 = time.perf_counter()
     history = fit(
         posterior,
@@ -426,7 +448,14 @@ def train(
         _write_atomic(path, buf.getvalue())
     posterior.module.eval()
     _record(config, len(x), key, False, seconds, time.perf_counter() - t_call)
-    return posterior, {"cache_hit": False, "key": key, "history": history, "train_seconds": seconds}
+    return _drawn(posterior, config), {"cache_hit": False, "key": key, "history": history, "train_seconds": seconds}
+
+
+def _drawn(posterior: Posterior, config: TrainConfig) -> Posterior:
+    """The ensemble of ``config``'s ``members`` when it names them, else ``posterior`` itself."""
+    if config.posterior == "ensemble" and "members" in config.posterior_kwargs:
+        return posterior.subset(config.posterior_kwargs["members"])  # type: ignore[attr-defined]
+    return posterior
 
 
 def _record(config: TrainConfig, n: int, key: str, hit: bool, train_s: float, call_s: float) -> None:
@@ -438,6 +467,7 @@ def _record(config: TrainConfig, n: int, key: str, hit: bool, train_s: float, ca
             "n": int(n),
             "epochs": config.epochs,
             "seed": config.seed,
+            **({"members": list(config.posterior_kwargs["members"])} if "members" in config.posterior_kwargs else {}),
             "key": key[:16],
             "cache_hit": hit,
             "train_seconds": round(train_s, 3),
@@ -449,7 +479,8 @@ def _record(config: TrainConfig, n: int, key: str, hit: bool, train_s: float, ca
 def training_ledger() -> list[dict[str, Any]]:
     """Every :func:`train` call of this process so far, in order: what was trained and what was loaded.
 
-    Each entry has the configuration's ``posterior``, ``model``, ``dataset``, ``epochs`` and ``seed``, the
+    Each entry has the configuration's ``posterior``, ``model``, ``dataset``, ``epochs`` and ``seed`` (and an
+    ensemble's ``members`` when it is drawn from a larger one), the
     number ``n`` of training examples, the first 16 hex digits of the cache ``key``, ``cache_hit``,
     ``train_seconds`` (0 for a model loaded from the cache) and ``call_seconds`` (the whole call: building,
     loading or training, storing). A chapter's results record it, so a reader sees how much of the chapter's

@@ -188,6 +188,69 @@ def test_ensemble_members_match_direct_forward_and_gradients():
         torch.testing.assert_close(post._params["1.weight"].grad[m], mod[1].weight.grad)
 
 
+def test_ensemble_training_step_is_each_members_own_step_batchnorm_included():
+    """The training loss runs every member on its own slice of the stacked tensors: with dropout off, each
+    member's loss, gradients and BatchNorm running statistics are those of the member trained alone."""
+    members = [LeNet(1, 8, 3, dropout=0.0, batchnorm=True, widths=(4, 6, 10)) for _ in range(3)]
+    for s, mod in enumerate(members):
+        torch.manual_seed(s)
+        for prm in mod.parameters():
+            nn.init.normal_(prm, std=0.3)
+    post = DeepEnsemble(members)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    post.module.train()
+    loss = post.training_loss(X8, y, epoch=0, num_train=5)
+    loss.backward()
+    alone = []
+    for mod in members:
+        mod.train().zero_grad()
+        alone.append(F.cross_entropy(mod(X8), y))
+        alone[-1].backward()
+    torch.testing.assert_close(loss, torch.stack(alone).sum())
+    names = dict(members[0].named_parameters())
+    buffers = {k for k, _ in members[0].named_buffers() if "running" in k}
+    assert buffers, "the test network has BatchNorm running statistics"
+    for m, mod in enumerate(members):
+        own = dict(mod.named_parameters())
+        for k in names:
+            torch.testing.assert_close(post._params[k].grad[m], own[k].grad)
+        for k, v in mod.named_buffers():
+            torch.testing.assert_close(post._buffers[k][m], v)
+
+
+def test_ensemble_members_draw_their_own_dropout_masks():
+    """With dropout on and identical members, the members' training outputs differ: each draws its own masks."""
+    post = DeepEnsemble([mlp(seed=0, dropout=0.5) for _ in range(3)])
+    post.module.train()
+    torch.manual_seed(0)
+    out = post._run(X4, [0, 1, 2], per_sample_inputs=False)
+    assert not torch.equal(out[0], out[1]) and not torch.equal(out[1], out[2])
+    post.module.eval()
+    out = post.logits(X4)
+    assert torch.equal(out[0], out[1])
+
+
+def test_ensemble_subset_is_its_members_and_leaves_the_pool_alone():
+    pool = DeepEnsemble([cnn(seed=s).eval() for s in range(5)])
+    before = pool.logits(X8)
+    drawn = pool.subset([4, 1, 2])
+    assert drawn.num_samples == 3 and pool.num_samples == 5
+    torch.testing.assert_close(drawn.logits(X8), before[[4, 1, 2]])
+    torch.testing.assert_close(drawn.predict(X8), torch.softmax(before[[4, 1, 2]], -1))
+    with torch.no_grad():
+        drawn._params[next(iter(drawn._params))].add_(1.0)  # a copy: the pool is unchanged
+    torch.testing.assert_close(pool.logits(X8), before)
+    for bad, err, match in [
+        ([0], ValueError, "at least 2 members"),
+        ([0, 0], ValueError, "distinct"),
+        ([0, 5], ValueError, r"lie in \[0, 4\]"),
+        ([0, 1.0], TypeError, "integer"),
+        ("01", TypeError, "sequence"),
+    ]:
+        with pytest.raises(err, match=match):
+            pool.subset(bad)
+
+
 def test_ensemble_rejects_bad_index_and_single_member():
     post = DeepEnsemble(lambda: mlp(), num_members=2)
     with pytest.raises(ValueError, match="2 members"):
