@@ -7,7 +7,8 @@ cache keys (:mod:`ualib.training`), so a model trained by one chapter is loaded 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -18,6 +19,8 @@ from ualib.training import TrainConfig
 
 __all__ = [
     "CIFAR_RECIPE",
+    "EnsemblePool",
+    "ensemble_pool",
     "digit_classifiers",
     "evidential_classifier",
     "cifar_configs",
@@ -37,6 +40,59 @@ __all__ = [
 CIFAR_RECIPE: dict = {"model": "small_cnn", "augment": "crop_flip", "schedule": "onecycle", "lr": 3e-3}
 
 
+@dataclass(frozen=True)
+class EnsemblePool:
+    """The deep ensembles of several training seeds drawn as member subsets of one larger trained ensemble.
+
+    Lakshminarayanan et al.'s ensembles are independent trainings; a study that repeats one over training
+    seeds trains ``M x len(seeds)`` networks. Issue #15 allows drawing the seed replicates from one pool of
+    ``size`` members instead: seed ``seeds[r]``'s ensemble is the ``M`` members that start at member
+    ``r * (size // len(seeds))``, wrapping around, of the pool trained with seed ``seeds[0]``. With 7 members
+    and 3 seeds of 5-member ensembles: members 0-4, 2-6 and 4, 5, 6, 0, 1, so 7 trainings instead of 15, and any
+    two replicates share 3 members. The replicates are therefore correlated: an interval over them understates
+    the spread that independent ensembles would show, and the chapters that use a pool say so.
+    """
+
+    size: int
+    seeds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.size, "size")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct training seeds, at least one, got {list(self.seeds)}")
+        if len(self.seeds) > self.size:
+            raise ValueError(f"a pool of {self.size} members cannot give {len(self.seeds)} distinct draws")
+
+    def draw(self, seed: int, num_members: int) -> tuple[int, dict]:
+        """``(training seed, ensemble options)`` of seed ``seed``'s ``num_members``-member ensemble."""
+        if seed not in self.seeds:
+            raise ValueError(f"seed {seed} is not one of the pool's seeds {list(self.seeds)}")
+        if num_members > self.size:
+            raise ValueError(f"num_members ({num_members}) must not exceed the pool's size ({self.size})")
+        start = self.seeds.index(seed) * (self.size // len(self.seeds))
+        members = [(start + j) % self.size for j in range(num_members)]
+        return self.seeds[0], {"num_members": self.size, "members": members}
+
+
+    def describe(self, num_members: int) -> str:
+        """One line for a chapter's output: which members each seed's ensemble uses."""
+        draws = "; ".join(f"seed {s}: {self.draw(s, num_members)[1]['members']}" for s in self.seeds)
+        return (
+            f"deep ensembles drawn from one pool of {self.size} members trained with seed {self.seeds[0]} "
+            f"({num_members} members each; {draws})"
+        )
+
+
+def ensemble_pool(size: int | None, seeds: Sequence[int]) -> EnsemblePool | None:
+    """The :class:`EnsemblePool` of ``size`` members for ``seeds``, or ``None`` (independent ensembles) when
+    ``size`` is ``None``: the chapters' ``ensemble_pool`` parameter."""
+    return None if size is None else EnsemblePool(size, tuple(int(s) for s in seeds))
+
+
+def _ensemble(seed: int, num_members: int, pool: EnsemblePool | None) -> tuple[int, dict]:
+    return (seed, {"num_members": num_members}) if pool is None else pool.draw(seed, num_members)
+
+
 def digit_classifiers(
     *,
     dataset: str,
@@ -47,22 +103,25 @@ def digit_classifiers(
     dropout: float,
     seed: int,
     num_members: int = 5,
+    pool: EnsemblePool | None = None,
 ) -> dict[str, TrainConfig]:
     """LeNet-style MC dropout, deep ensemble and EDL (softplus evidence, log loss) for 1-channel digits.
 
     ``epochs`` maps ``"mc_dropout"``, ``"ensemble"`` and ``"edl"`` to their epoch counts; a posterior
-    missing from it is left out.
+    missing from it is left out. With a ``pool``, seed ``seed``'s ensemble is drawn from it
+    (:class:`EnsemblePool`).
     """
-    common = dict(dataset=f"{dataset}/train", model="lenet", batch_size=batch_size, seed=seed)
+    common = dict(dataset=f"{dataset}/train", model="lenet", batch_size=batch_size)
     arch = dict(in_channels=1, in_size=in_size, num_classes=10, dropout=dropout)
+    ens_seed, ens = _ensemble(seed, num_members, pool)
     specs = {
-        "MC dropout": ("mc_dropout", arch, {"num_samples": num_samples}),
-        "deep ensemble": ("ensemble", arch, {"num_members": num_members}),
-        "EDL": ("edl", {**arch, "dropout": 0.0}, {"evidence": "softplus", "loss": "log"}),
+        "MC dropout": ("mc_dropout", arch, {"num_samples": num_samples}, seed),
+        "deep ensemble": ("ensemble", arch, ens, ens_seed),
+        "EDL": ("edl", {**arch, "dropout": 0.0}, {"evidence": "softplus", "loss": "log"}, seed),
     }
     return {
-        name: TrainConfig(**common, model_kwargs=mk, posterior=post, posterior_kwargs=pk, epochs=epochs[post])
-        for name, (post, mk, pk) in specs.items()
+        name: TrainConfig(**common, model_kwargs=mk, posterior=post, posterior_kwargs=pk, epochs=epochs[post], seed=sd)
+        for name, (post, mk, pk, sd) in specs.items()
         if post in epochs
     }
 
@@ -124,6 +183,7 @@ def cifar_configs(
     anneal_epochs: int | None = None,
     edl_evidence: str = "softplus",
     edl_loss: str = "log",
+    pool: EnsemblePool | None = None,
 ) -> dict[str, TrainConfig]:
     """The compendium's CIFAR-10 posteriors at 32x32, all trained with :data:`CIFAR_RECIPE`.
 
@@ -146,6 +206,7 @@ def cifar_configs(
     the default spread it reached 0.360 (KL weight 1e-5) and 0.347 (1e-7), so the weight noise, not the KL
     term, held it back; with both changes 0.694 (30 epochs) [INF]. The same arguments
     give the same configurations, so the chapters that use one of these models share its cached weights.
+    With a ``pool``, the ensemble of seed ``seed`` is drawn from it (:class:`EnsemblePool`).
     """
     configs = uq_configs(
         dataset="cifar10/train",
@@ -163,6 +224,7 @@ def cifar_configs(
         augment=CIFAR_RECIPE["augment"],
         schedule=CIFAR_RECIPE["schedule"],
         seed=seed,
+        pool=pool,
     )
     if "edl" in epochs:
         configs["EDL"] = evidential_classifier(
@@ -213,6 +275,7 @@ def explorer_classifiers(
     num_members: int = 5,
     dropconnect_p: float = 0.2,
     flipout_kl_weight: float | None = None,
+    pool: EnsemblePool | None = None,
 ) -> dict[str, TrainConfig]:
     """Training configurations of the explorer's posteriors.
 
@@ -222,7 +285,8 @@ def explorer_classifiers(
     (no dropout; KL weight ``flipout_kl_weight``, default ``1 / N``, the per-example ELBO) are added
     for ``epochs["dropconnect"]`` and ``epochs["flipout"]``; with the defaults they equal the
     DropConnect and Flipout configurations of :func:`ualib.attribution.explanation_uncertainty.uq_configs` for
-    the same LeNet, so they share its cached weights. A posterior missing from ``epochs`` is left out.
+    the same LeNet, so they share its cached weights. A posterior missing from ``epochs`` is left out;
+    ``pool`` is :func:`digit_classifiers`'.
     """
     configs = digit_classifiers(
         dataset=dataset,
@@ -233,6 +297,7 @@ def explorer_classifiers(
         num_members=num_members,
         dropout=dropout,
         seed=seed,
+        pool=pool,
     )
     common = dict(dataset=f"{dataset}/train", model="lenet", batch_size=batch_size, seed=seed)
     arch = dict(in_channels=1, in_size=in_size, num_classes=10, dropout=0.0)
@@ -295,6 +360,7 @@ def uq_configs(
     task: str = "classification",
     augment: str | None = None,
     schedule: str = "constant",
+    pool: EnsemblePool | None = None,
 ) -> dict[str, TrainConfig]:
     """The four uncertainty methods of the paper as :class:`~ualib.training.TrainConfig` s.
 
@@ -309,15 +375,16 @@ def uq_configs(
     accuracy on the digits); a smaller weight is the usual tempered ELBO [INF]. ``augment`` and
     ``schedule`` are those of :class:`~ualib.training.TrainConfig`; ``flipout_rho_init`` sets the
     initial spread of Flipout's weights (mean and std of ``rho``, ``sigma = softplus(rho)``; default
-    ``(-3, 0.1)``).
+    ``(-3, 0.1)``). With a ``pool``, the ensemble of seed ``seed`` is drawn from it (:class:`EnsemblePool`).
     """
     reg = {"task": task} if task != "classification" else {}
+    ens_seed, ens = _ensemble(seed, num_members, pool)
     arch = dict(model_kwargs, dropout=dropout)
     plain = dict(model_kwargs, dropout=0.0)
     specs = {
         "MC dropout": ("mc_dropout", arch, {"num_samples": num_samples, **reg}),
         "MC DropConnect": ("dropconnect", plain, {"num_samples": num_samples, "p": dropconnect_p, **reg}),
-        "deep ensemble": ("ensemble", arch, {"num_members": num_members, **reg}),
+        "deep ensemble": ("ensemble", arch, {**ens, **reg}),
         "Flipout": (
             "flipout",
             plain,
@@ -329,11 +396,18 @@ def uq_configs(
             },
         ),
     }
-    common = dict(dataset=dataset, model=model, batch_size=batch_size, seed=seed, augment=augment, schedule=schedule)
+    common = dict(dataset=dataset, model=model, batch_size=batch_size, augment=augment, schedule=schedule)
     if lr != 1e-3:
         common["lr"] = lr
     return {
-        name: TrainConfig(**common, model_kwargs=mk, posterior=post, posterior_kwargs=pk, epochs=epochs[post])
+        name: TrainConfig(
+            **common,
+            model_kwargs=mk,
+            posterior=post,
+            posterior_kwargs=pk,
+            epochs=epochs[post],
+            seed=ens_seed if post == "ensemble" else seed,
+        )
         for name, (post, mk, pk) in specs.items()
         if post in epochs
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from compendium import zoo
@@ -84,3 +85,51 @@ def test_digit_models_keep_the_plain_recipe():
         seed=0,
     )
     assert all(c.augment is None and c.schedule == "constant" for c in cfgs.values())
+
+
+def test_an_ensemble_pool_draws_overlapping_member_windows():
+    pool = zoo.ensemble_pool(7, [0, 1, 2])
+    draws = [pool.draw(s, 5) for s in (0, 1, 2)]
+    assert [d[1]["members"] for d in draws] == [[0, 1, 2, 3, 4], [2, 3, 4, 5, 6], [4, 5, 6, 0, 1]]
+    assert {d[0] for d in draws} == {0} and all(d[1]["num_members"] == 7 for d in draws)
+    sets = [set(d[1]["members"]) for d in draws]
+    assert [len(a & b) for a, b in ((sets[0], sets[1]), (sets[0], sets[2]), (sets[1], sets[2]))] == [3, 3, 3]
+    assert "seed 2: [4, 5, 6, 0, 1]" in pool.describe(5)
+    assert zoo.ensemble_pool(None, [0, 1, 2]) is None
+    for bad, match in [((3, [0, 1, 2, 3]), "cannot give 4"), ((7, [0, 0]), "distinct"), ((7, []), "distinct")]:
+        with pytest.raises(ValueError, match=match):
+            zoo.ensemble_pool(*bad)
+    with pytest.raises(ValueError, match="not one of the pool's seeds"):
+        pool.draw(3, 5)
+    with pytest.raises(ValueError, match="must not exceed"):
+        pool.draw(0, 8)
+
+
+def _ensemble_configs(profile, chapter, s):
+    p = chapter_parameters(profile, chapter)
+    pool = zoo.ensemble_pool(p["ensemble_pool"], p["seeds"])
+    common = dict(epochs=p["epochs"], batch_size=p["batch_size"], num_samples=p["num_samples"], seed=s, pool=pool)
+    if chapter == "05_explanation_uncertainty":
+        cfg = zoo.cifar_configs(**common, num_members=p["num_members"], dropout=p["dropout"], width=p["width"])
+    else:
+        builder = zoo.explorer_classifiers if chapter == "09_explorer" else zoo.digit_classifiers
+        cfg = builder(**common, dataset=p["dataset"], in_size=p["in_size"], num_members=p["num_members"],
+                      dropout=p["dropout"])  # fmt: skip
+    return cfg["deep ensemble"]
+
+
+def test_the_cpu_chapters_draw_their_seeds_ensembles_from_one_pool():
+    """Chapters 1, 2 and 9 (MNIST) draw every seed's ensemble from one trained pool, and share it; chapter 5 draws
+    its CIFAR-10 ensembles from another. The other profiles train every seed's ensemble on its own."""
+    digits = ("01_uncertainty_basics", "02_ua_backprop", "09_explorer")
+    keys = {_key(_ensemble_configs("cpu", ch, s)) for ch in digits for s in (0, 1, 2)}
+    assert len(keys) == 1
+    members = [_ensemble_configs("cpu", "01_uncertainty_basics", s).posterior_kwargs["members"] for s in (0, 1, 2)]
+    assert len({tuple(m) for m in members}) == 3
+    cifar = {_key(_ensemble_configs("cpu", "05_explanation_uncertainty", s)) for s in (0, 1, 2)}
+    assert len(cifar) == 1 and cifar.isdisjoint(keys)
+    for profile in ("tiny", "gpu"):
+        seeds = chapter_parameters(profile, "01_uncertainty_basics")["seeds"]
+        cfgs = [_ensemble_configs(profile, "01_uncertainty_basics", s) for s in seeds]
+        assert all("members" not in c.posterior_kwargs and c.seed == s for c, s in zip(cfgs, seeds, strict=True))
+        assert len({_key(c) for c in cfgs}) == len(seeds)
