@@ -57,7 +57,7 @@ class DeepEnsemble(SubstitutedPosterior):
     one optimiser updates them all; posterior sample ``m`` is member ``m``. Training and inference run
     the members one after the other on views of the stacked tensors
     (:class:`~ualib.posteriors._base.SubstitutedPosterior`), which on the CPU is faster than one
-    ``torch.func.vmap`` over the stacked axis: 1.4x per training step on LeNet at 28x28 and 1.8x on the
+    ``torch.func.vmap`` over the stacked axis: 1.1x per training step on LeNet at 28x28 and 1.4x on the
     CIFAR-10 ``small_cnn`` at 32x32 (``benchmarks/bench_posteriors.py``).
     All members see the same minibatches during training: their diversity comes from the random
     initialisation (seeded with ``(seed, m)``) and from dropout, which each member draws for itself.
