@@ -133,3 +133,17 @@ def test_the_cpu_chapters_draw_their_seeds_ensembles_from_one_pool():
         cfgs = [_ensemble_configs(profile, "01_uncertainty_basics", s) for s in seeds]
         assert all("members" not in c.posterior_kwargs and c.seed == s for c, s in zip(cfgs, seeds, strict=True))
         assert len({_key(c) for c in cfgs}) == len(seeds)
+
+
+def test_chapters_4_and_8_share_their_evidential_digit_network():
+    """Chapter 8 compares the maps of chapter 4's evidential LeNet (ReLU evidence, MSE loss): one training per seed."""
+    for profile in ("cpu", "gpu"):
+        p4, p8 = chapter_parameters(profile, "04_uam"), chapter_parameters(profile, "08_method_comparison")
+        assert p4["seeds"] == p8["seeds"], profile
+        ch4 = zoo.evidential_classifier(dataset=p4["dataset"], in_size=p4["in_size"], epochs=p4["epochs"],
+                                        batch_size=p4["batch_size"], lr=p4["lr"], anneal_epochs=p4["anneal_epochs"],
+                                        seed=0)  # fmt: skip
+        ch8 = zoo.evidential_classifier(dataset=p8["dataset"], in_size=p8["in_size"], epochs=p8["edl_epochs"],
+                                        batch_size=p8["batch_size"], lr=p8["edl_lr"], anneal_epochs=p8["anneal_epochs"],
+                                        seed=0)  # fmt: skip
+        assert ch4 == ch8, profile
