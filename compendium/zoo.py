@@ -73,7 +73,6 @@ class EnsemblePool:
         members = [(start + j) % self.size for j in range(num_members)]
         return self.seeds[0], {"num_members": self.size, "members": members}
 
-
     def describe(self, num_members: int) -> str:
         """One line for a chapter's output: which members each seed's ensemble uses."""
         draws = "; ".join(f"seed {s}: {self.draw(s, num_members)[1]['members']}" for s in self.seeds)

@@ -51,7 +51,7 @@ def check_members(members: Sequence[int], num_members: int) -> list[int]:
 
 
 class DeepEnsemble(SubstitutedPosterior):
-    """M independently initialised networks, trained as one vectorised model.
+    """M independently initialised networks, trained together by one optimiser.
 
     The members' parameters are stacked along a leading axis (``torch.func.stack_module_state``), so
     one optimiser updates them all; posterior sample ``m`` is member ``m``. Training and inference run
