@@ -9,7 +9,10 @@ Small, composable steps that the chapter notebook calls (the algorithms themselv
   grow;
 * :func:`justification_panel` lays out query images with their supporting and opposing training
   images for :func:`ualib.viz.plotting.image_grid`;
-* :func:`state_fingerprint` hashes a network's parameters and buffers (to show it never changed).
+* :func:`state_fingerprint` hashes a network's parameters and buffers (to show it never changed);
+* :func:`thread_count` runs a block with another torch thread count (the chapter's GP work runs on one
+  thread, its networks are trained or loaded with the process's own count, so that they are the other
+  chapters' networks: the thread count is part of the model cache key).
 
 Everything here is part of the reconstruction of Ardis & Flenner (2024) described in
 :mod:`ualib.justification.sparse_gp` [INF].
@@ -19,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -42,6 +46,7 @@ __all__ = [
     "cost_scaling",
     "justification_panel",
     "state_fingerprint",
+    "thread_count",
 ]
 
 
@@ -313,3 +318,24 @@ def state_fingerprint(module: nn.Module) -> str:
         h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
     return h.hexdigest()
+
+
+@contextmanager
+def thread_count(n: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, then restore the previous count (``None``: unchanged).
+
+    Training is bit-identical only for one thread count, so :func:`ualib.training.cache_key` includes it: a
+    network trained (or looked up) under another count than the other chapters use is a different network,
+    trained again. The chapter therefore switches to its ``num_threads`` for the GP work and back for training.
+    """
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

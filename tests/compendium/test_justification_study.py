@@ -90,3 +90,36 @@ def test_state_fingerprint_sees_any_change():
     after = J.state_fingerprint(net)
     net[1].running_mean += 1
     assert J.state_fingerprint(net) != after
+
+
+def test_thread_count_switches_and_restores():
+    before = torch.get_num_threads()
+    with J.thread_count(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with J.thread_count(1):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with J.thread_count(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive int"):
+        with J.thread_count(0):
+            pass
+
+
+def test_chapter_7_trains_its_networks_with_the_processs_thread_count():
+    """The thread count is part of the model cache key: chapter 7 runs its GP work on one thread but must look up
+    its networks with the count the other chapters trained them with, or it trains look-alikes of its own."""
+    from ualib.training import numerics
+
+    with J.thread_count(1):
+        one = numerics()["threads"]
+    assert one == 1 and numerics()["threads"] == torch.get_num_threads()
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[2] / "notebooks" / "07_justification.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    calls = [line for line in code.splitlines() if "= train(" in line]
+    assert len(calls) == 2 and code.count("with js.thread_count(train_threads):") == 2, calls
