@@ -114,13 +114,20 @@ def digit_classifiers(
     arch = dict(in_channels=1, in_size=in_size, num_classes=10, dropout=dropout)
     ens_seed, ens = _ensemble(seed, num_members, pool)
     specs = {
-        "MC dropout": ("mc_dropout", arch, {"num_samples": num_samples}, seed),
-        "deep ensemble": ("ensemble", arch, ens, ens_seed),
-        "EDL": ("edl", {**arch, "dropout": 0.0}, {"evidence": "softplus", "loss": "log"}, seed),
+        "MC dropout": ("mc_dropout", arch, {"num_samples": num_samples}),
+        "deep ensemble": ("ensemble", arch, ens),
+        "EDL": ("edl", {**arch, "dropout": 0.0}, {"evidence": "softplus", "loss": "log"}),
     }
     return {
-        name: TrainConfig(**common, model_kwargs=mk, posterior=post, posterior_kwargs=pk, epochs=epochs[post], seed=sd)
-        for name, (post, mk, pk, sd) in specs.items()
+        name: TrainConfig(
+            **common,
+            model_kwargs=mk,
+            posterior=post,
+            posterior_kwargs=pk,
+            epochs=epochs[post],
+            seed=ens_seed if post == "ensemble" else seed,
+        )
+        for name, (post, mk, pk) in specs.items()
         if post in epochs
     }
 
