@@ -92,6 +92,23 @@ def _ensemble(seed: int, num_members: int, pool: EnsemblePool | None) -> tuple[i
     return (seed, {"num_members": num_members}) if pool is None else pool.draw(seed, num_members)
 
 
+def _configs(specs: Mapping[str, tuple], common: dict, epochs: Mapping[str, int], seed: int, ens_seed: int) -> dict:
+    """A :class:`TrainConfig` per ``{name: (posterior, model_kwargs, posterior_kwargs)}`` whose posterior has an
+    epoch count; the ensemble trains with ``ens_seed`` (its pool's seed), the others with ``seed``."""
+    return {
+        name: TrainConfig(
+            **common,
+            model_kwargs=mk,
+            posterior=post,
+            posterior_kwargs=pk,
+            epochs=epochs[post],
+            seed=ens_seed if post == "ensemble" else seed,
+        )
+        for name, (post, mk, pk) in specs.items()
+        if post in epochs
+    }
+
+
 def digit_classifiers(
     *,
     dataset: str,
@@ -118,18 +135,7 @@ def digit_classifiers(
         "deep ensemble": ("ensemble", arch, ens),
         "EDL": ("edl", {**arch, "dropout": 0.0}, {"evidence": "softplus", "loss": "log"}),
     }
-    return {
-        name: TrainConfig(
-            **common,
-            model_kwargs=mk,
-            posterior=post,
-            posterior_kwargs=pk,
-            epochs=epochs[post],
-            seed=ens_seed if post == "ensemble" else seed,
-        )
-        for name, (post, mk, pk) in specs.items()
-        if post in epochs
-    }
+    return _configs(specs, common, epochs, seed, ens_seed)
 
 
 def evidential_classifier(
@@ -405,15 +411,4 @@ def uq_configs(
     common = dict(dataset=dataset, model=model, batch_size=batch_size, augment=augment, schedule=schedule)
     if lr != 1e-3:
         common["lr"] = lr
-    return {
-        name: TrainConfig(
-            **common,
-            model_kwargs=mk,
-            posterior=post,
-            posterior_kwargs=pk,
-            epochs=epochs[post],
-            seed=ens_seed if post == "ensemble" else seed,
-        )
-        for name, (post, mk, pk) in specs.items()
-        if post in epochs
-    }
+    return _configs(specs, common, epochs, seed, ens_seed)
