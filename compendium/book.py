@@ -346,6 +346,11 @@ def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.Path
     r = _root(root)
     vendor_assets(r)
 
+    # what each chapter page shows: no nbval markers, no results-writing or duplicate parameters cells,
+    # and its preface. First, because the figure index counts the cells of these prepared pages: built
+    # the other way round, the index of a fresh build numbered the cells without the preface and the next
+    # build numbered them with it, and so changed (and made every page be checked again).
+    prepare_pages(r / "book" / "chapters")
     # generated pages: the reproduction report and the figure index, from results/ and book/chapters/
     from compendium.report import write_pages
 
@@ -353,8 +358,6 @@ def build_html(root: str | os.PathLike | None = None, *, builddir: str | os.Path
     from compendium.bench_page import write_benchmark_page
 
     write_benchmark_page(r)  # the benchmark appendix, from benchmarks/results/*.json
-    # what each chapter page shows: no nbval markers, no results-writing or duplicate parameters cells
-    prepare_pages(r / "book" / "chapters")
 
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(r), "-W", "-n", "--keep-going"]

@@ -478,6 +478,14 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Sphinx appends ``?v=<checksum>`` to a page's CSS and JavaScript links only when the file is already in the
+# output folder as the page is written. Extensions that copy theirs at the end of the build (myst-nb's and
+# sphinx-exercise's CSS, and MathJax here) therefore get no query in a fresh build and one in the next, so
+# every page's HTML changed once more after a fresh build. The query only repeats the asset's checksum, and
+# the record digests the assets themselves, so a page's digest leaves it out.
+_CACHE_BUSTER = re.compile(rb'((?:href|src)="[^"?#]*)\?v=[0-9a-f]+(?=")')
+
+
 class _Record:
     """What the last check of a build found, page by page, with what each page depends on
     (``check_book(reuse=True)``); stored as ``browser-check.json`` next to the screenshots."""
@@ -506,10 +514,14 @@ class _Record:
             self.old = {}
 
     def digest(self, rel: str) -> str | None:
-        """The file's content hash (``None`` when missing), once per file and check."""
+        """The file's content hash (``None`` when missing), once per file and check; for a page, with its
+        assets' cache-busting queries left out (:data:`_CACHE_BUSTER`)."""
         if rel not in self._digests:
             path = self.html / rel
-            self._digests[rel] = _sha(path.read_bytes()) if path.is_file() else None
+            data = path.read_bytes() if path.is_file() else None
+            if data is not None and rel.endswith(".html"):
+                data = _CACHE_BUSTER.sub(rb"\1", data)
+            self._digests[rel] = None if data is None else _sha(data)
         return self._digests[rel]
 
     def link_digest(self, rel: str, anchored: bool) -> str | None:
