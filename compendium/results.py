@@ -106,8 +106,15 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def environment_metadata(device: str, wall_time_s: float) -> dict[str, Any]:
-    """Commit, UTC date, device description, library versions and wall time of a run."""
+def environment_metadata(
+    device: str, wall_time_s: float, train_threads: set[int] | frozenset[int] = frozenset()
+) -> dict[str, Any]:
+    """Commit, UTC date, device description, library versions and wall time of a run.
+
+    On the CPU the description gives the thread count; ``train_threads`` (the thread counts the run's networks
+    were trained or loaded with, from :func:`ualib.training.training_ledger`) is named as well when it is not
+    the process's count at the end, as in a chapter that runs its small matrix work on fewer threads.
+    """
     import numpy
     import sklearn
     import torch
@@ -119,7 +126,13 @@ def environment_metadata(device: str, wall_time_s: float) -> dict[str, Any]:
     if dev.startswith("cuda") and torch.cuda.is_available():
         dev = f"cuda ({torch.cuda.get_device_name(0)})"
     else:
-        dev = f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+        def n(k: int) -> str:
+            return f"{k} thread" + ("" if k == 1 else "s")
+
+        now, nets = torch.get_num_threads(), sorted(int(t) for t in train_threads)
+        where = n(now) if nets in ([], [now]) else f"networks on {' and '.join(map(n, nets))}, the rest on {n(now)}"
+        dev = f"cpu ({platform.machine()}, {os.cpu_count()} cores, {where})"
     return {
         "commit": _git_commit(),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -248,10 +261,11 @@ def write_results(
     ids = [c["id"] for c in claim_dicts] + [c.id for c in checks]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate claim/check ids: {sorted({i for i in ids if ids.count(i) > 1})}")
-    meta = environment_metadata(device, wall_time_s)
+    ledger = training_ledger()
+    meta = environment_metadata(device, wall_time_s, {e["threads"] for e in ledger if "threads" in e})
     if seeds is not None:
         meta["seeds"] = [int(x) for x in seeds]
-    meta["training"] = training_summary(training_ledger(), wall_time_s)
+    meta["training"] = training_summary(ledger, wall_time_s)
     doc = {
         "chapter": chapter,
         "profile": profile,

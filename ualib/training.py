@@ -469,6 +469,7 @@ def _record(config: TrainConfig, n: int, key: str, hit: bool, train_s: float, ca
             "seed": config.seed,
             **({"members": list(config.posterior_kwargs["members"])} if "members" in config.posterior_kwargs else {}),
             "key": key[:16],
+            "threads": torch.get_num_threads(),
             "cache_hit": hit,
             "train_seconds": round(train_s, 3),
             "call_seconds": round(call_s, 3),
@@ -481,7 +482,8 @@ def training_ledger() -> list[dict[str, Any]]:
 
     Each entry has the configuration's ``posterior``, ``model``, ``dataset``, ``epochs`` and ``seed`` (and an
     ensemble's ``members`` when it is drawn from a larger one), the
-    number ``n`` of training examples, the first 16 hex digits of the cache ``key``, ``cache_hit``,
+    number ``n`` of training examples, the first 16 hex digits of the cache ``key``, the CPU ``threads`` it was
+    trained with (part of the key, :func:`numerics`), ``cache_hit``,
     ``train_seconds`` (0 for a model loaded from the cache) and ``call_seconds`` (the whole call: building,
     loading or training, storing). A chapter's results record it, so a reader sees how much of the chapter's
     running time went into training (:func:`compendium.results.write_results`).

@@ -45,3 +45,25 @@ def test_write_results_shape(tmp_path):
     assert not list((tmp_path / "tiny").glob(".tmp-*"))
     with pytest.raises(ValueError, match="at least one claim"):
         write_results("99_x", "tiny", {}, [], device="cpu", wall_time_s=0, root=tmp_path)
+
+
+def test_device_line_names_the_threads_of_the_networks(tmp_path):
+    """A chapter that trains its networks on 2 threads and then runs the rest on 1 says both; a run on one count
+    says that count once (and "1 thread", not "1 threads")."""
+    import torch
+
+    from compendium.results import environment_metadata
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert environment_metadata("cpu", 0.0)["device"].endswith(" cores, 1 thread)")
+        assert environment_metadata("cpu", 0.0, {1})["device"].endswith(" cores, 1 thread)")
+        assert environment_metadata("cpu", 0.0, {2})["device"].endswith(
+            " cores, networks on 2 threads, the rest on 1 thread)"
+        )
+        assert "networks on 1 thread and 2 threads" in environment_metadata("cpu", 0.0, {2, 1})["device"]
+        torch.set_num_threads(2)
+        assert environment_metadata("cpu", 0.0, {2})["device"].endswith(" cores, 2 threads)")
+    finally:
+        torch.set_num_threads(before)

@@ -255,6 +255,7 @@ def test_the_ledger_records_every_train_call(digits, tmp_path):
         assert entry["train_seconds"] == pytest.approx(info["train_seconds"], abs=1e-3)
         assert entry["call_seconds"] >= entry["train_seconds"]
         assert (entry["posterior"], entry["epochs"], entry["dataset"]) == ("mc_dropout", 2, "digits/test-slice")
+        assert entry["threads"] == torch.get_num_threads()  # part of the key: a loaded network was trained so too
     ledger[0]["n"] = -1  # a copy: the record itself is not changed
     assert training_ledger()[0]["n"] == 400
     reset_training_ledger()
