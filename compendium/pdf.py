@@ -50,10 +50,28 @@ async () => {
 """
 
 
+# run in each page laid out for paper (print media, the A4 text width): what is wider than its box there is cut
+# off on paper, since a printed page cannot scroll
+_CUT = """
+() => Array.from(document.querySelectorAll('.ualib-table, .cell_output .output.text_html, mjx-container[display="true"]'))
+  .filter(e => e.scrollWidth > e.clientWidth + 2)
+  .map(e => {
+    const kind = e.classList.contains('ualib-table') ? 'table' : e.tagName.toLowerCase() === 'mjx-container' ? 'equation' : 'output';
+    const text = ((e.querySelector('caption') || e).innerText || '').replace(/\\s+/g, ' ').trim();
+    const label = Array.from(text).slice(0, 50).join('');  // whole characters: maths letters are surrogate pairs
+    return `${kind} ${e.scrollWidth - e.clientWidth} px too wide: ${label}`;
+  })
+"""
+
+#: the CSS width of an A4 page's text column between :func:`build_pdf`'s 12 mm margins (186 mm at 96 px per inch)
+_PAPER_WIDTH_PX = round(186 / 25.4 * 96)
+
+
 @dataclass
 class PdfReport:
     """What was printed: the PDF, and per printed page of the book its title, first PDF page (0-based),
-    number of PDF pages, images and maths elements."""
+    number of PDF pages, images and maths elements, and ``cut``: what is wider than the paper's text column
+    there (a table, an equation or another output, with how many pixels it loses), since paper cannot scroll."""
 
     path: Path
     pages: list[dict] = field(default_factory=list)
@@ -64,10 +82,12 @@ class PdfReport:
         return sum(p["pdf_pages"] for p in self.pages)
 
     def summary(self) -> str:
+        cut = [f"{p['page']}: {c}" for p in self.pages for c in p.get("cut", [])]
         return (
             f"{self.path}: {self.page_count} PDF pages from {len(self.pages)} book pages "
             f"({sum(p['images'] for p in self.pages)} images, {sum(p['maths'] for p in self.pages)} maths elements) "
-            f"in {self.seconds:.0f} s"
+            f"in {self.seconds:.0f} s; "
+            + (f"{len(cut)} boxes wider than the paper, cut off:\n  " + "\n  ".join(cut) if cut else "nothing cut off")
         )
 
 
@@ -149,9 +169,13 @@ def build_pdf(
     report = PdfReport(dst)
     with offline_browser(html, exe) as (context, base):
         page = context.new_page()
+        # laid out as on paper while it is measured (page.pdf lays out for the paper size itself)
+        page.set_viewport_size({"width": _PAPER_WIDTH_PX, "height": 1000})
+        page.emulate_media(media="print")
         for name in names:
             page.goto(base + name, wait_until="load", timeout=timeout_s * 1000)
             info = page.evaluate(_READY)
+            cut = page.evaluate(_CUT)
             if info["brokenImages"]:
                 raise RuntimeError(f"{name}: images did not load: {info['brokenImages']}")
             if info["untypeset"]:
@@ -175,6 +199,7 @@ def build_pdf(
                     "pdf_pages": len(reader.pages),
                     "images": info["images"],
                     "maths": info["maths"],
+                    "cut": cut,
                 }
             )
             if progress:

@@ -235,7 +235,8 @@ def test_static_explorer_switches_views_offline(tiny_book):
 @pytest.mark.slow
 def test_pdf_of_the_book(tiny_book):
     """`make pdf`'s printer on the tiny build: one PDF with every page of the table of contents in order,
-    at least one PDF page per chapter, its figures embedded and its maths typeset before printing."""
+    at least one PDF page per chapter, its figures embedded and its maths typeset before printing, and
+    nothing cut off at the paper's edge."""
     from pypdf import PdfReader
 
     exe = _browser()
@@ -261,6 +262,28 @@ def test_pdf_of_the_book(tiny_book):
     assert sum(p["maths"] for p in report.pages) > 0
     # typeset maths prints as glyphs, never as its TeX source
     assert not any("\\frac" in page.extract_text() for page in reader.pages)
+    # paper cannot scroll: no table, equation or output is wider than an A4 page's text column
+    assert [c for p in report.pages for c in p["cut"]] == [], report.summary()
+
+
+@pytest.mark.slow
+def test_pdf_reports_what_paper_cuts_off(tmp_path):
+    """The printer's own check: a table wider than the paper's text column is reported with how much it
+    loses; one that fits is not."""
+    exe = _browser()
+    (tmp_path / "_toc.yml").write_text("root: index\n")
+    html = tmp_path / "html"
+    html.mkdir()
+    cell = "<td style='white-space: nowrap'>{}</td>"
+    wide = (
+        "<div class='ualib-table' style='overflow-x: auto'><table><tr>" + cell.format("x" * 400) + "</tr></table></div>"
+    )
+    narrow = "<div class='ualib-table'><table><tr>" + cell.format("a short row") + "</tr></table></div>"
+    (html / "index.html").write_text(f"<html><body><main><h1>Tables</h1>{narrow}{wide}</main></body></html>")
+    report = build_pdf(html, tmp_path / "t.pdf", root=tmp_path, chromium=exe)
+    (cut,) = report.pages[0]["cut"]
+    assert re.fullmatch(r"table \d+ px too wide: x+", cut), cut
+    assert "1 boxes wider than the paper, cut off" in report.summary()
 
 
 def _png(array) -> bytes:
