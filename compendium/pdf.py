@@ -55,6 +55,7 @@ async () => {
 _CUT = """
 () => Array.from(document.querySelectorAll('.ualib-table, .cell_output .output.text_html, mjx-container[display="true"]'))
   .filter(e => e.scrollWidth > e.clientWidth + 2)
+  .filter(e => e.classList.contains('ualib-table') || !e.querySelector('.ualib-table'))  // a table once, not its output too
   .map(e => {
     const kind = e.classList.contains('ualib-table') ? 'table' : e.tagName.toLowerCase() === 'mjx-container' ? 'equation' : 'output';
     const text = ((e.querySelector('caption') || e).innerText || '').replace(/\\s+/g, ' ').trim();
