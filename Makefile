@@ -46,7 +46,8 @@ book: $(STAMP)
 	$(PY) -m compendium.book build --profile $(PROFILE) $(if $(FORCE),--force)
 
 # the PDF: every page of the HTML book, in _toc.yml's order, printed by headless Chromium once MathJax
-# has typeset it (compendium/pdf.py), joined into one file with a bookmark per page
+# has typeset it (compendium/pdf.py), joined into one file with a bookmark per page; its summary lists any
+# table, equation or output wider than the paper (cut off there, since paper cannot scroll)
 pdf: book
 	$(PY) -m compendium.pdf --html _build/html --out _build/pdf/book.pdf
 
