@@ -176,11 +176,11 @@ def build_pdf(
         for name in names:
             page.goto(base + name, wait_until="load", timeout=timeout_s * 1000)
             info = page.evaluate(_READY)
-            cut = page.evaluate(_CUT)
             if info["brokenImages"]:
                 raise RuntimeError(f"{name}: images did not load: {info['brokenImages']}")
             if info["untypeset"]:
                 raise RuntimeError(f"{name}: MathJax left {info['untypeset']} maths elements untypeset")
+            cut = page.evaluate(_CUT)
             data = page.pdf(
                 format="A4",
                 print_background=True,

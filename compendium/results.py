@@ -106,6 +106,10 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _threads(k: int) -> str:
+    return f"{k} thread" + ("" if k == 1 else "s")
+
+
 def environment_metadata(
     device: str, wall_time_s: float, train_threads: set[int] | frozenset[int] = frozenset()
 ) -> dict[str, Any]:
@@ -126,12 +130,12 @@ def environment_metadata(
     if dev.startswith("cuda") and torch.cuda.is_available():
         dev = f"cuda ({torch.cuda.get_device_name(0)})"
     else:
-
-        def n(k: int) -> str:
-            return f"{k} thread" + ("" if k == 1 else "s")
-
         now, nets = torch.get_num_threads(), sorted(int(t) for t in train_threads)
-        where = n(now) if nets in ([], [now]) else f"networks on {' and '.join(map(n, nets))}, the rest on {n(now)}"
+        where = (
+            _threads(now)
+            if nets in ([], [now])
+            else f"networks on {' and '.join(map(_threads, nets))}, the rest on {_threads(now)}"
+        )
         dev = f"cpu ({platform.machine()}, {os.cpu_count()} cores, {where})"
     return {
         "commit": _git_commit(),
